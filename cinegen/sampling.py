@@ -1,0 +1,138 @@
+"""One sampler for every task: Euler / Heun over a canvas, with text and condition guidance.
+
+Stateless (the schedule is passed in, no hidden step index). The denoiser is anything with
+`velocity(latent, t_tokens, context) -> v` (`cinegen.backends.Backend`); contexts are
+dataclasses of batch-first tensors, concatenated to run all guidance branches in one call.
+
+The latent `x` evolves on every cell; branches that use the condition see the known cells
+replaced by the known latent noised to `t_floor`, with per-token timesteps that say so.
+The branch without condition sees `x` as it is, at the current t everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+from cinegen.canvas import Canvas
+from cinegen.flow import add_noise, timesteps
+
+SAMPLERS = ("euler", "heun")
+ProgressFn = Callable[[int, int], None]
+
+
+class Denoiser(Protocol):
+    def velocity(self, latent: torch.Tensor, t_tokens: torch.Tensor, context: Any) -> torch.Tensor: ...
+
+
+def concat_contexts(contexts: list[Any]) -> Any:
+    """Concatenate dataclass contexts along the batch dimension (non-tensor fields from the first)."""
+    first = contexts[0]
+    values = {}
+    for f in dataclasses.fields(first):
+        items = [getattr(c, f.name) for c in contexts]
+        values[f.name] = torch.cat(items, dim=0) if isinstance(items[0], torch.Tensor) else items[0]
+    return type(first)(**values)
+
+
+@dataclasses.dataclass
+class Guidance:
+    text: float = 1.0  # classifier-free guidance on the prompt
+    condition: float = 1.0  # guidance on the known part of the canvas (image, clip ends)
+
+
+def guided_velocity(
+    model: Denoiser, canvas: Canvas, x: torch.Tensor, t: float, known_noisy: torch.Tensor | None,
+    cond: Any, uncond: Any, guidance: Guidance,
+) -> torch.Tensor:
+    """Velocity at `x` (B, C, T, H, W) and time t, combining up to three branches:
+    v = v(∅, ∅) + g_c·(v(∅, c) − v(∅, ∅)) + g_t·(v(text, c) − v(∅, c))  (InstructPix2Pix, arXiv 2211.09800)."""
+    b = x.shape[0]
+    token_mask = canvas.token_mask().to(x.device)
+    has_condition = canvas.mask is not None
+    t_free = torch.full((b, *canvas.token_grid), float(t), device=x.device)
+    if has_condition:
+        x_cond = torch.where(canvas.cell_mask().to(x.device).bool(), known_noisy, x)
+        t_cond = torch.where(token_mask.bool(), canvas.t_floor, t_free)
+    else:
+        x_cond, t_cond = x, t_free
+
+    branches: list[tuple[torch.Tensor, torch.Tensor, Any]] = []
+    use_condition_guidance = has_condition and guidance.condition != 1.0
+    if use_condition_guidance:
+        branches.append((x, t_free, uncond))
+    if guidance.text != 1.0 or use_condition_guidance:
+        branches.append((x_cond, t_cond, uncond))
+    branches.append((x_cond, t_cond, cond))
+
+    v_all = model.velocity(
+        torch.cat([br[0] for br in branches]), torch.cat([br[1] for br in branches]),
+        concat_contexts([br[2] for br in branches]),
+    ).chunk(len(branches))
+    if len(branches) == 1:
+        return v_all[0]
+    if len(branches) == 2:
+        return v_all[0] + guidance.text * (v_all[1] - v_all[0])
+    v_none, v_c, v_full = v_all
+    return v_none + guidance.condition * (v_c - v_none) + guidance.text * (v_full - v_c)
+
+
+def _roll(x: torch.Tensor | None, shift: int, dim: int) -> torch.Tensor | None:
+    return None if x is None else torch.roll(x, shift, dims=dim)
+
+
+@torch.no_grad()
+def sample(
+    model: Denoiser,
+    canvas: Canvas,
+    noise: torch.Tensor,  # (B, C, T, H, W)
+    cond: Any,
+    uncond: Any,
+    *,
+    steps: int,
+    guidance: Guidance = Guidance(),
+    sampler: str = "euler",
+    shift: float = 1.0,
+    progress: ProgressFn | None = None,
+    show_progress: bool = False,
+) -> torch.Tensor:
+    """Fill in the canvas; returns the clean latent (B, C, T, H, W)."""
+    assert sampler in SAMPLERS, f"sampler {sampler!r} not in {SAMPLERS}"
+    start = canvas.strength if canvas.init is not None else 1.0
+    schedule = timesteps(steps, shift, start=start).tolist()
+    init = canvas.init.to(noise) if canvas.init is not None else None
+    x = noise if init is None else add_noise(init, noise, schedule[0])
+    known = canvas.known.to(noise) if canvas.known is not None else None
+    known_noisy = add_noise(known, noise, canvas.t_floor) if known is not None else None
+    cell_mask = canvas.cell_mask().to(noise.device).bool()
+
+    def velocity(x_at: torch.Tensor, t: float, step: int) -> torch.Tensor:
+        if not canvas.wrap:
+            return guided_velocity(model, canvas, x_at, t, known_noisy, cond, uncond, guidance)
+        # Seamless loop: roll the time axis by a different amount each step so the seam between
+        # the last and first frame is an interior position for most of the trajectory.
+        k = step % canvas.shape[0]
+        rolled = dataclasses.replace(canvas, known=_roll(canvas.known, k, 1), mask=_roll(canvas.mask, k, 0))
+        v = guided_velocity(model, rolled, torch.roll(x_at, k, dims=2), t, _roll(known_noisy, k, 2),
+                            cond, uncond, guidance)
+        return torch.roll(v, -k, dims=2)
+
+    bar = tqdm(total=steps, desc="denoising", unit="step", disable=not show_progress, leave=False)
+    for i in range(steps):
+        t, t_next = schedule[i], schedule[i + 1]
+        v = velocity(x, t, i)
+        if sampler == "heun" and t_next > 0:
+            # Heun (2nd order): average the slope here and at the Euler prediction.
+            v = 0.5 * (v + velocity(x + (t_next - t) * v, t_next, i))
+        x = x + (t_next - t) * v
+        bar.update(1)
+        if progress is not None:
+            progress(i + 1, steps)
+    bar.close()
+    if known is not None and canvas.t_floor == 0.0:  # exact conditions come back exactly
+        x = torch.where(cell_mask, known, x)
+    return x

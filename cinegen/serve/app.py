@@ -328,6 +328,12 @@ def create_app(settings: Settings) -> FastAPI:
                             "invalid_request",
                             f"file field {name!r} is unknown; allowed: " + ", ".join(FILE_ROLES),
                         )
+                    if not _plain_name(value.filename):
+                        raise ApiError(
+                            422,
+                            "invalid_file_name",
+                            f"{name}: file name {value.filename!r} must be a plain name",
+                        )
                     files[name] = value
                 elif name in FILE_ROLES:
                     raise ApiError(422, "invalid_request", f"{name!r} must be an uploaded file")
@@ -549,6 +555,19 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.openapi = openapi
     return app
+
+
+def _plain_name(name: str | None) -> bool:
+    """Whether a client's file name is a plain name. The name is never used (files get server-chosen
+    names), but one that tries to walk the file system marks a hostile client: refuse outright."""
+    if not name:
+        return True
+    return (
+        len(name) <= 255
+        and not any(c in name for c in "/\\\0:")
+        and name not in (".", "..")
+        and ".." not in name
+    )
 
 
 def _sha256(path: Path) -> str:

@@ -1,0 +1,386 @@
+"""The real server over HTTP (uvicorn on a loopback port, the real pipeline on a tiny random model):
+jobs from submit to a playable mp4, auth and isolation, idempotency, cancel, quotas, uploads."""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+import zipfile
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from cinegen.media import read_image, read_video, write_video
+from cinegen.serve.testing import Server, make_test_model, wait_for
+
+SMALL = {
+    "prompt": "a red ball moves right on a white background",
+    "size": "64x64",
+    "seconds": 1,
+    "fps": 8,
+    "steps": 2,
+}
+SLOW = {**SMALL, "size": "128x128", "seconds": 4, "steps": 100}  # long enough to catch mid-run
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("serve_api")
+    model = make_test_model(root / "model")
+    srv = Server(
+        root / "data",
+        model,
+        workers=2,
+        extra=["--lease-seconds", "5", "--max-upload-mb", "1", "--max-upload-pixels", str(256 * 256)],
+    )
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def alice(server: Server) -> httpx.Client:
+    with server.client(server.new_key("alice", "--max-concurrent", "20")) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def bob(server: Server) -> httpx.Client:
+    with server.client(server.new_key("bob", "--max-concurrent", "20")) as c:
+        yield c
+
+
+def assert_error(r: httpx.Response, status: int, code: str | None = None) -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()["error"]
+    assert body["message"]
+    if code is not None:
+        assert body["code"] == code, body
+    return body
+
+
+def png_bytes(width: int = 64, height: int = 64) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def mp4_bytes(tmp_path: Path, size: int = 64, frames: int = 9) -> bytes:
+    rng = np.random.default_rng(0)
+    path = write_video(
+        tmp_path / f"in{size}.mp4", rng.integers(0, 255, (frames, size, size, 3), dtype=np.uint8), 8
+    )
+    return path.read_bytes()
+
+
+def huge_png_header() -> bytes:
+    """A tiny, valid-looking PNG whose header claims 100000 x 100000 pixels (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def zip_bomb() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("movie.mp4", b"\0" * (50 * 2**20))  # 50 MiB of zeros, ~50 KiB compressed
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- the happy path
+
+
+def test_job_goes_from_submit_to_a_playable_mp4(alice: httpx.Client, tmp_path: Path) -> None:
+    r = alice.post("/v1/videos", json={**SMALL, "seed": 7})
+    assert r.status_code == 201, r.text
+    video = r.json()
+    assert video["status"] == "queued" and video["progress"] == 0 and video["seed"] == 7
+    done = wait_for(alice, video["id"])
+    assert done["status"] == "completed", done
+    assert done["progress"] == 1.0 and done["size"] == "64x64"
+    assert (
+        done["metadata"]["request"]["seed"] == 7 and done["metadata"]["request"]["prompt"] == SMALL["prompt"]
+    )
+
+    r = alice.get(f"/v1/videos/{video['id']}/content")
+    assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
+    (tmp_path / "out.mp4").write_bytes(r.content)
+    frames, fps = read_video(tmp_path / "out.mp4")
+    assert frames.shape == (9, 64, 64, 3) and fps == 8.0
+
+    r = alice.get(f"/v1/videos/{video['id']}/content", params={"variant": "thumbnail"})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    (tmp_path / "thumb.png").write_bytes(r.content)
+    assert read_image(tmp_path / "thumb.png").shape == (64, 64, 3)
+    assert_error(
+        alice.get(f"/v1/videos/{video['id']}/content", params={"variant": "draft"}), 409, "video_not_ready"
+    )
+
+    listed = alice.get("/v1/videos", params={"limit": 100}).json()
+    assert video["id"] in [v["id"] for v in listed["data"]]
+
+
+def test_same_seed_gives_the_same_video(alice: httpx.Client, tmp_path: Path) -> None:
+    frames = []
+    for n, vid in enumerate(
+        [alice.post("/v1/videos", json={**SMALL, "seed": 3}).json()["id"] for _ in range(2)]
+    ):
+        assert wait_for(alice, vid)["status"] == "completed"
+        (tmp_path / f"{n}.mp4").write_bytes(alice.get(f"/v1/videos/{vid}/content").content)
+        frames.append(read_video(tmp_path / f"{n}.mp4")[0])
+    np.testing.assert_array_equal(frames[0], frames[1])
+
+
+def test_fifty_concurrent_submissions_from_five_keys(server: Server) -> None:
+    clients = [server.client(server.new_key(f"user{k}", "--max-concurrent", "20")) for k in range(5)]
+    try:
+
+        def post(n: int) -> tuple[int, str]:
+            r = clients[n % 5].post(
+                "/v1/videos", json={**SMALL, "prompt": f"ball {n}", "steps": 1, "seed": n}
+            )
+            assert r.status_code == 201, r.text
+            return n % 5, r.json()["id"]
+
+        with ThreadPoolExecutor(50) as pool:
+            submitted = list(pool.map(post, range(50)))
+        assert len({vid for _, vid in submitted}) == 50
+        for k, vid in submitted:
+            assert wait_for(clients[k], vid, timeout=180)["status"] == "completed"
+        for k, client in enumerate(clients):
+            mine = {vid for owner, vid in submitted if owner == k}
+            listed = client.get("/v1/videos", params={"limit": 100}).json()
+            assert {v["id"] for v in listed["data"]} == mine  # exactly its own ten
+            other = next(vid for owner, vid in submitted if owner != k)
+            assert_error(client.get(f"/v1/videos/{other}"), 404, "not_found")
+            assert_error(client.get(f"/v1/videos/{other}/content"), 404)
+            assert_error(client.delete(f"/v1/videos/{other}"), 404)
+    finally:
+        for c in clients:
+            c.close()
+
+
+# ----------------------------------------------------------------------------- auth, idempotency, cancel
+
+
+def test_requests_need_a_valid_key(server: Server, alice: httpx.Client) -> None:
+    with server.client(None) as anonymous:
+        assert_error(anonymous.get("/v1/videos"), 401, "unauthorized")
+        assert_error(anonymous.post("/v1/videos", json=SMALL), 401)
+    with server.client("cg_not-a-real-key") as forged:
+        assert_error(forged.get("/v1/models"), 401)
+    models = alice.get("/v1/models").json()["data"]
+    assert models[0]["id"] == "cinegen-test" and models[0]["default"]
+
+
+def test_keys_are_stored_hashed(server: Server, alice: httpx.Client) -> None:
+    secret = alice.headers["Authorization"].split()[1]
+    db = (server.storage / "cinegen.db").read_bytes()
+    assert secret.encode() not in db
+
+
+def test_idempotency_key_makes_a_retry_return_the_first_job(alice: httpx.Client, bob: httpx.Client) -> None:
+    headers = {"Idempotency-Key": "retry-abc"}
+    first = alice.post("/v1/videos", json=SMALL, headers=headers)
+    retry = alice.post("/v1/videos", json=SMALL, headers=headers)
+    assert first.status_code == 201 and retry.status_code == 200
+    assert first.json()["id"] == retry.json()["id"]
+    assert_error(
+        alice.post("/v1/videos", json={**SMALL, "prompt": "x"}, headers=headers), 409, "idempotency_conflict"
+    )
+    assert bob.post("/v1/videos", json=SMALL, headers=headers).json()["id"] != first.json()["id"]
+
+
+def test_cancel_stops_a_running_job_within_a_step(alice: httpx.Client) -> None:
+    video = alice.post("/v1/videos", json=SLOW).json()
+    running = wait_for(alice, video["id"], ("in_progress",), min_progress=0.02)
+    r = alice.delete(f"/v1/videos/{video['id']}")
+    assert r.status_code == 200 and r.json()["cancel_requested"]
+    t0 = time.time()
+    end = wait_for(alice, video["id"], ("cancelled", "completed", "failed"), timeout=30)
+    assert end["status"] == "cancelled", end
+    step = 0.95 / SLOW["steps"]
+    # The progress read before DELETE may be a step old, and one more step may finish before the check.
+    assert end["progress"] <= r.json()["progress"] + 3 * step, (running, end)
+    assert time.time() - t0 < 10
+    assert_error(alice.get(f"/v1/videos/{video['id']}/content"), 409, "video_not_ready")
+
+
+def test_cancel_a_queued_job_and_delete_a_finished_one(alice: httpx.Client, server: Server) -> None:
+    done = wait_for(alice, alice.post("/v1/videos", json=SMALL).json()["id"])
+    output = server.storage / "videos" / f"{done['id']}.mp4"
+    assert output.is_file()
+    r = alice.delete(f"/v1/videos/{done['id']}")
+    assert r.status_code == 200 and r.json()["deleted"]
+    assert not output.exists()
+    assert_error(alice.get(f"/v1/videos/{done['id']}"), 404)
+
+
+def test_seconds_per_day_quota(server: Server) -> None:
+    with server.client(server.new_key("frugal", "--max-seconds-per-day", "1.5")) as c:
+        assert c.post("/v1/videos", json=SMALL).status_code == 201
+        assert_error(c.post("/v1/videos", json=SMALL), 429, "quota_exceeded")
+
+
+def test_concurrent_jobs_quota(server: Server) -> None:
+    with server.client(server.new_key("one-at-a-time", "--max-concurrent", "1")) as c:
+        first = c.post("/v1/videos", json=SLOW).json()
+        assert_error(c.post("/v1/videos", json=SMALL), 429, "quota_exceeded")
+        c.delete(f"/v1/videos/{first['id']}")
+        wait_for(c, first["id"])
+        assert c.post("/v1/videos", json=SMALL).status_code == 201
+
+
+def test_follow_ups_build_on_a_finished_video(alice: httpx.Client) -> None:
+    source = wait_for(alice, alice.post("/v1/videos", json=SMALL).json()["id"])
+    queued = alice.post("/v1/videos", json=SLOW).json()
+    assert_error(alice.post(f"/v1/videos/{queued['id']}/extend", json={"seconds": 1}), 409, "video_not_ready")
+    alice.delete(f"/v1/videos/{queued['id']}")
+    for action, body, task in (
+        ("remix", {"prompt": "a blue ball"}, "edit"),
+        ("extend", {"seconds": 1}, "extend"),
+        ("loop", {}, "loop"),
+    ):
+        r = alice.post(f"/v1/videos/{source['id']}/{action}", json=body)
+        assert r.status_code == 201, r.text
+        job = r.json()
+        assert job["task"] == task and job["remixed_from_video_id"] == source["id"]
+        assert job["seconds"] == 1 and job["size"] == "64x64"
+        end = wait_for(alice, job["id"])
+        if end["status"] == "failed":
+            # Until the pipeline gains these tasks (issue 5) the engine refuses them as bad input.
+            assert end["error"]["code"] == "invalid_input" and "task" in end["error"]["message"], end
+        else:
+            assert end["status"] == "completed", end
+
+
+# ----------------------------------------------------------------------------- bad input: always 4xx JSON
+
+
+def test_bad_requests_are_json_errors(alice: httpx.Client) -> None:
+    assert_error(
+        alice.post("/v1/videos", content=b"{not json", headers={"content-type": "application/json"}),
+        400,
+        "invalid_json",
+    )
+    assert_error(alice.post("/v1/videos", json=[1, 2]), 422)
+    assert_error(alice.post("/v1/videos", json={**SMALL, "colour": "red"}), 422, "invalid_request")
+    assert_error(alice.post("/v1/videos", json={**SMALL, "seconds": "2"}), 422)
+    assert_error(alice.post("/v1/videos", json={**SMALL, "seconds": 1e9}), 422)
+    assert_error(alice.post("/v1/videos", json={**SMALL, "size": "64x64", "aspect": "16:9"}), 422)
+    assert_error(alice.post("/v1/videos", json={**SMALL, "task": "edit"}), 422)  # edit needs a video
+    assert_error(alice.post("/v1/videos", json={**SMALL, "model": "gpt-video"}), 422)
+    assert_error(alice.post("/v1/videos", content=b"prompt=x", headers={"content-type": "text/plain"}), 415)
+    assert_error(alice.post("/v1/videos", json={**SMALL, "prompt": "x" * 100_000}), 413, "request_too_large")
+    assert_error(alice.get("/v1/videos/../../etc/passwd"), 404)
+    assert_error(alice.get("/v1/videos/video_zzz"), 422)
+    assert_error(alice.get("/v1/videos", params={"limit": 0}), 422)
+    assert_error(alice.get("/v1/nothing"), 404, "not_found")
+
+
+def post_files(client: httpx.Client, files: dict, **fields) -> httpx.Response:
+    data = {"prompt": "a red ball", "size": "64x64", "seconds": "1", "steps": "2", **fields}
+    return client.post("/v1/videos", data=data, files=files)
+
+
+def test_image_upload_is_decoded_and_stored_under_a_server_name(alice: httpx.Client, server: Server) -> None:
+    r = post_files(alice, {"image": ("holiday photo.png", png_bytes(), "image/png")})
+    assert r.status_code == 201, r.text
+    stored = [p.name for p in (server.storage / "uploads").iterdir()]
+    assert not any("holiday" in name for name in stored)
+    assert all(len(name.split(".")[0]) == 32 for name in stored)
+    # Until image->video lands in the pipeline (issue 5), the input is accepted but may be ignored.
+    assert wait_for(alice, r.json()["id"])["status"] in ("completed", "failed")
+
+
+def test_video_upload_for_edit(alice: httpx.Client, tmp_path: Path) -> None:
+    r = post_files(
+        alice, {"video": ("clip.mp4", mp4_bytes(tmp_path), "video/mp4")}, task="edit", strength="0.5"
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["task"] == "edit"
+
+
+@pytest.mark.parametrize(
+    "role, name, payload, code",
+    [
+        ("image", "noise.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, "invalid_input"),  # corrupt PNG
+        ("video", "noise.mp4", bytes(range(256)) * 64, "invalid_input"),  # no known signature
+        ("video", "bomb.mp4", None, "invalid_input"),  # a zip bomb renamed .mp4
+        ("image", "huge.png", None, "invalid_input"),  # header claims 100000 x 100000
+        ("image", "../../etc/cron.d/x.png", None, "invalid_file_name"),
+        ("image", "..\\..\\win.png", None, "invalid_file_name"),
+        ("image", "/etc/passwd", None, "invalid_file_name"),
+        ("image", "clip.mp4", None, "invalid_input"),  # a video where an image is needed
+        ("image", "empty.png", b"", "invalid_input"),
+    ],
+)
+def test_bad_uploads_are_rejected(
+    alice: httpx.Client,
+    server: Server,
+    tmp_path: Path,
+    role: str,
+    name: str,
+    payload: bytes | None,
+    code: str,
+) -> None:
+    if payload is None:
+        payload = {"bomb.mp4": zip_bomb, "huge.png": huge_png_header}.get(name, png_bytes)()
+        if name == "clip.mp4":
+            payload = mp4_bytes(tmp_path)
+    before = set((server.storage / "uploads").iterdir())
+    body = assert_error(post_files(alice, {role: (name, payload, "video/mp4")}), 422, code)
+    assert "Traceback" not in body["message"]
+    assert set((server.storage / "uploads").iterdir()) == before  # nothing left behind
+
+
+def test_truncated_and_oversized_videos_are_rejected(alice: httpx.Client, tmp_path: Path) -> None:
+    good = mp4_bytes(tmp_path)
+    assert_error(
+        post_files(alice, {"video": ("cut.mp4", good[: len(good) // 3], "video/mp4")}, task="edit"), 422
+    )
+    big = mp4_bytes(tmp_path, size=512, frames=1)  # over this server's 256x256 upload limit
+    body = assert_error(post_files(alice, {"video": ("big.mp4", big, "video/mp4")}, task="edit"), 422)
+    assert "pixels" in body["message"]
+    too_many_bytes = b"\x00\x00\x00\x18ftypmp42" + b"\0" * (2 * 2**20)
+    r = post_files(alice, {"video": ("big.mp4", too_many_bytes, "video/mp4")}, task="edit")
+    assert r.status_code in (413, 422) and r.json()["error"]["message"]
+    assert_error(
+        post_files(alice, {"poster": ("a.png", png_bytes(), "image/png")}), 422
+    )  # unknown file field
+
+
+def test_health_and_metrics(server: Server) -> None:
+    health = httpx.get(server.url + "/healthz").json()
+    assert health["status"] == "ok" and health["jobs_completed"] >= 1
+    assert health["mean_seconds_per_job"] > 0
+    metrics = httpx.get(server.url + "/metrics").text
+    assert "cinegen_queue_length " in metrics and "cinegen_jobs_completed " in metrics
+
+
+def test_web_page_and_docs_are_served(server: Server) -> None:
+    page = httpx.get(server.url + "/")
+    assert page.status_code == 200 and 'id="prompt"' in page.text
+    assert httpx.get(server.url + "/static/app.js").status_code == 200
+    assert httpx.get(server.url + "/docs").status_code == 200
+    schema = httpx.get(server.url + "/openapi.json").json()
+    assert "/v1/videos/{video_id}/content" in schema["paths"]
+    assert (
+        "access-control-allow-origin"
+        not in httpx.get(server.url + "/healthz", headers={"Origin": "http://evil.example"}).headers
+    )

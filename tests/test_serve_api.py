@@ -26,7 +26,7 @@ SMALL = {
     "fps": 8,
     "steps": 2,
 }
-SLOW = {**SMALL, "size": "128x128", "seconds": 4, "steps": 100}  # long enough to catch mid-run
+SLOW = {**SMALL, "size": "96x96", "seconds": 2, "steps": 100}  # long enough to catch mid-run
 
 
 @pytest.fixture(scope="module")

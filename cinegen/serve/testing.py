@@ -85,6 +85,12 @@ class Proc:
             self.popen.kill()
             self.popen.wait(10)
 
+    def kill_all(self) -> None:
+        """SIGKILL the process and everything it started (a machine losing power, an OOM kill)."""
+        if self.popen and self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(10)
+
     def stop(self, timeout: float = 20) -> None:
         """Stop the process and everything it started."""
         if self.popen is None:

@@ -1,0 +1,100 @@
+"""The web page in a real browser (Debian chromium driven by Playwright): type a prompt, submit,
+wait for the video, check that the <video> element plays, save a screenshot."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cinegen.serve.testing import Server, make_test_model
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="needs Debian chromium at /usr/bin/chromium (scripts/install_browser.sh)",
+    ),
+]
+
+
+def test_page_generates_a_video_that_plays(tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (.[dev])")
+    server = Server(tmp_path / "data", make_test_model(tmp_path / "model"), workers=1).start()
+    key = server.new_key("browser")
+    profile = tmp_path / "profile"  # a fresh user-data-dir: no state from earlier runs
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch_persistent_context(
+                str(profile), executable_path=str(CHROMIUM), headless=True, args=FLAGS
+            )
+            page = browser.new_page()
+            page.goto(f"{server.url}/#key={key}")
+            assert "key=" not in page.url  # the page moved the key out of the address bar
+
+            # Every form control has a label, and the task tabs follow the keyboard.
+            unlabeled = page.evaluate(
+                "[...document.querySelectorAll('#create input, #create select, #create textarea')]"
+                ".filter(e => e.labels.length === 0).map(e => e.id)"
+            )
+            assert unlabeled == []
+            page.focus("#tab-generate")
+            page.keyboard.press("ArrowRight")
+            assert page.get_attribute("#tab-image", "aria-selected") == "true"
+            assert page.evaluate("document.activeElement.id") == "tab-image"
+            assert page.is_visible("#image")
+            page.keyboard.press("Home")
+            assert page.get_attribute("#tab-generate", "aria-selected") == "true"
+
+            page.get_by_label("Prompt", exact=True).fill("a red ball moves right on a white background")
+            page.get_by_label("Aspect ratio").select_option("1:1")
+            page.get_by_label("Short side (pixels)").select_option("64")
+            page.get_by_label("Duration (seconds)").fill("1")
+            page.click("text=More settings")
+            page.get_by_label("Steps", exact=True).fill("2")
+            page.get_by_role("button", name="Generate").click()
+
+            card = page.locator("#gallery li.card").first
+            card.wait_for(timeout=30_000)
+            page.wait_for_selector(
+                "#gallery li.card[data-status=completed] video[src^='blob:']", timeout=90_000
+            )
+            # It plays: time advances on its own (autoplay, muted, looping).
+            page.wait_for_function(
+                "() => { const v = document.querySelector('#gallery li.card video');"
+                " return v && !v.paused && v.readyState >= 2 && v.currentTime > 0.2; }",
+                timeout=30_000,
+            )
+            size = page.evaluate(
+                "(() => { const v = document.querySelector('#gallery li.card video');"
+                " return [v.videoWidth, v.videoHeight]; })()"
+            )
+            assert size == [64, 64]
+            assert card.get_by_role("link", name="Download").get_attribute("href").startswith("blob:")
+            for action in ("Extend", "Loop", "Remix"):
+                assert card.get_by_role("button", name=action).first.is_visible()
+
+            shot = tmp_path / "serve_page.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 1000
+            if os.environ.get("CINEGEN_ARTIFACTS"):
+                target = Path(os.environ["CINEGEN_ARTIFACTS"])
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy(shot, target / shot.name)
+            browser.close()
+    finally:
+        server.stop()

@@ -7,6 +7,7 @@ records progress and checks for cancellation, so a cancel stops the job within o
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -168,8 +169,35 @@ class Worker:
 
         inputs = {role: str(self.storage.absolute(rel)) for role, rel in job.inputs.items()}
         req = GenerateRequest(**job.params, **inputs)
-        result = self.pipeline().run(req, progress=progress)
+        pipe = self.pipeline()
+        if req.draft:
+            # "Draft first": a quick preview at half size and a quarter of the steps, published as
+            # variant=draft while the full render runs (first 20% of the progress bar).
+            self._draft(job, pipe, req, lambda step, total: progress(step * 0.2 / 0.95, total))
+            final = progress
+
+            def progress(step: int, total: int) -> None:
+                final(total * 0.2 / 0.95 + step * 0.75 / 0.95, total)
+
+        result = pipe.run(req, progress=progress)
         return result.frames, float(result.fps), dict(result.metadata or {})
+
+    def _draft(self, job: Job, pipe, req, progress) -> None:
+        from cinegen.media import write_video
+
+        geometry = pipe.validate(req)
+        m = pipe.backend.size_multiple
+        half = {
+            "width": max(m, geometry.width // 2 // m * m),
+            "height": max(m, geometry.height // 2 // m * m),
+        }
+        steps = max(1, (req.steps or pipe.defaults.steps) // 4)
+        quick = dataclasses.replace(req, aspect=None, size=None, steps=steps, draft=False, **half)
+        result = pipe.run(quick, progress=progress)
+        path = write_video(
+            self.storage.output(job.id, ".draft.mp4"), result.frames, result.fps, result.metadata
+        )
+        self.queue.set_draft(job.id, self.id, self.storage.relative(path))
 
     def _write(self, job: Job, frames, fps: float, metadata: dict) -> tuple[str, str]:
         from cinegen.media import write_video

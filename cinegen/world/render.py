@@ -433,13 +433,12 @@ def _time_contact(layout: Layout) -> None:
     ci = layout.scene.contact
     if ci is None:
         return
+    # "When they touch": the two objects placed to meet (the first other object is the partner).
+    partner = next(i for i in range(len(layout.bodies)) if i != ci)
     clock = _event_clock(layout)
     xa, ya, ra, _ = layout.state(ci, clock)
-    hit = np.zeros(clock.shape, dtype=bool)
-    for j in range(len(layout.bodies)):
-        if j != ci:
-            xb, yb, rb, _ = layout.state(j, clock)
-            hit |= np.hypot(xa - xb, ya - yb) <= ra + rb
+    xb, yb, rb, _ = layout.state(partner, clock)
+    hit = np.hypot(xa - xb, ya - yb) <= ra + rb
     if hit.any():
         layout.contact_time = float(clock[int(np.argmax(hit))])
 

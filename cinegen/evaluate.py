@@ -1,0 +1,281 @@
+"""Metrics for one clip or a folder (WORLD.md): prompt adherence, temporal consistency, tasks.
+
+Adherence is strict by design: each requested object scores the product of its checks
+(color, shape, size, motion, events), the clip scores the mean over objects times the
+product of the scene checks (background, camera). So one wrong attribute of a one-object
+prompt gives 0, and a prompt is only "adhered to" when everything it asks for is there; the
+per-part `*_right` fields show which part failed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from cinegen.errors import UserError
+from cinegen.world.captions import parse_caption
+from cinegen.world.detect import Detection, Track, detect
+from cinegen.world.scene import ObjectSpec, Scene
+
+TASKS = ("image2video", "extend", "extend_backward", "loop", "connect", "long", "draft")
+PARTS = ("color", "shape", "size", "motion", "background", "camera", "events")
+
+
+def _object_checks(spec: ObjectSpec, tr: Track | None) -> dict[str, float | None]:
+    """Per attribute: 1 right, 0 wrong, None when the prompt does not ask."""
+
+    def check(asked, got) -> float | None:
+        if asked is None:
+            return None
+        return float(tr is not None and asked == got)
+
+    motion = spec.motion
+    if motion == "spins" and spec.shape == "circle":
+        motion = None  # a spinning circle looks still: nothing to judge
+    checks = {
+        "color": check(spec.color, tr.color if tr else None),
+        "shape": check(spec.shape, tr.shape if tr else None),
+        "size": check(spec.size, tr.size if tr else None),
+        "motion": None,
+        "events": None,
+    }
+    if motion is not None and (tr is None or tr.motion is not None):
+        checks["motion"] = check(motion, tr.motion if tr else None)
+    events = []
+    if spec.trail:
+        events.append(tr is not None and tr.trail == spec.trail)
+    if spec.eats:
+        events.append(tr is not None and tr.eats == spec.eats)
+    if spec.turns:
+        events.append(tr is not None and tr.final_color == spec.turns and tr.color_change_time is not None)
+    if spec.behind_wall:
+        events.append(tr is not None and tr.hidden)
+    if events:
+        checks["events"] = float(all(events))
+    return checks
+
+
+def _match(scene: Scene, det: Detection) -> list[Track | None]:
+    """Assign detected tracks to prompt objects maximising agreement (color counts most)."""
+    tracks = det.tracks
+    if not tracks:
+        return [None] * len(scene.objects)
+    score = np.zeros((len(scene.objects), len(tracks)))
+    for i, spec in enumerate(scene.objects):
+        for j, tr in enumerate(tracks):
+            c = _object_checks(spec, tr)
+            score[i, j] = (
+                4 * (c["color"] or 0)
+                + sum(v or 0 for k, v in c.items() if k != "color")
+                + 0.01 * len(tr.frames)
+            )
+    rows, cols = linear_sum_assignment(-score)
+    out: list[Track | None] = [None] * len(scene.objects)
+    for i, j in zip(rows, cols):
+        out[i] = tracks[j]
+    return out
+
+
+def adherence(scene: Scene, det: Detection) -> dict:
+    matched = _match(scene, det)
+    per_object = [_object_checks(s, t) for s, t in zip(scene.objects, matched)]
+    out: dict = {}
+    for part in ("color", "shape", "size", "motion", "events"):
+        vals = [c[part] for c in per_object if c[part] is not None]
+        out[f"{part}_right"] = float(np.mean(vals)) if vals else None
+    bg = scene.background
+    bg_checks = []
+    if bg.tone is not None:
+        bg_checks.append(bg.tone == det.tone)
+    bg_checks.append(bg.pattern == det.pattern)
+    out["background_right"] = float(all(bg_checks))
+    # Judged when the prompt names a camera motion and the clip has frames to show it.
+    out["camera_right"] = float(scene.camera == det.camera) if scene.camera and det.num_frames > 1 else None
+    object_scores = [math.prod(v for v in c.values() if v is not None) for c in per_object]
+    scene_score = math.prod(v for v in (out["background_right"], out["camera_right"]) if v is not None)
+    out["objects_found"] = float(
+        np.mean([c["color"] != 0.0 and t is not None for c, t in zip(per_object, matched)])
+    )
+    out["adherence"] = float(np.mean(object_scores)) * scene_score
+    return out
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 99.0 if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def _changes(frames: np.ndarray) -> np.ndarray:
+    """RMS change between consecutive frames, [T-1]."""
+    f = frames.astype(np.float32)
+    return np.sqrt(((f[1:] - f[:-1]) ** 2).mean(axis=(1, 2, 3)))
+
+
+def _rms(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(((a.astype(np.float32) - b.astype(np.float32)) ** 2).mean()))
+
+
+def flicker(frames: np.ndarray, det: Detection) -> float | None:
+    """Mean absolute frame-to-frame change (0–255) on static background pixels: pixels that
+    are neutral in both frames; None under camera motion, where nothing is static."""
+    if len(frames) < 2 or det.camera is not None:
+        return None
+    from cinegen.world.detect import classify, downscale
+
+    small, _ = downscale(frames)
+    labels, gray = classify(small)
+    neutral = labels < 0
+    static = neutral[1:] & neutral[:-1]
+    if not static.any():
+        return None
+    return float(np.abs(gray[1:] - gray[:-1])[static].mean())
+
+
+def task_metrics(
+    frames: np.ndarray,
+    fps: float,
+    task: str,
+    reference: np.ndarray | None,
+    reference_b: np.ndarray | None = None,
+    joints: list[int] | None = None,
+    scene: Scene | None = None,
+) -> dict:
+    if task not in TASKS:
+        raise UserError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
+    out: dict = {}
+    needs_ref = {"image2video", "extend", "extend_backward", "draft"}
+    if task in needs_ref and reference is None:
+        raise UserError(f"task {task!r} needs --reference")
+    if reference is not None and reference.ndim == 3:
+        reference = reference[None]
+    if reference is not None and task != "draft" and reference.shape[1:] != frames.shape[1:]:
+        raise UserError(
+            f"reference is {reference.shape[2]}x{reference.shape[1]}, clip is {frames.shape[2]}x{frames.shape[1]}"
+        )
+    if task == "image2video":
+        out["first_frame_psnr"] = _psnr(frames[0], reference[0])
+    elif task in ("extend", "extend_backward"):
+        k = min(len(reference), len(frames))
+        got = frames[:k] if task == "extend" else frames[-k:]
+        want = reference[-k:] if task == "extend" else reference[:k]
+        out["given_frames_psnr"] = _psnr(got, want)
+        out["first_frame_psnr"] = _psnr(got[0], want[0])
+        joint = k if task == "extend" else len(frames) - k
+        joints = [joint] + list(joints or [])
+    elif task == "loop":
+        ch = _changes(frames)
+        out["seam_ratio"] = _rms(frames[-1], frames[0]) / max(float(ch.mean()), 1e-6) if len(ch) else None
+    elif task == "connect":
+        if reference is not None and reference_b is not None:
+            joints = [len(reference), len(frames) - len(reference_b)] + list(joints or [])
+    elif task == "draft":
+        from PIL import Image
+
+        h, w = reference.shape[1:3]
+        n = min(len(reference), len(frames))
+        idx = np.linspace(0, len(frames) - 1, n).round().astype(int)
+        down = np.stack([np.asarray(Image.fromarray(frames[i]).resize((w, h), Image.BOX)) for i in idx])
+        out["draft_psnr"] = _psnr(down, reference[np.linspace(0, len(reference) - 1, n).round().astype(int)])
+    if task in ("connect", "long", "extend", "extend_backward") and joints:
+        ch = _changes(frames)
+        if len(ch):
+            vals = [ch[j - 1] / max(float(np.median(ch)), 1e-6) for j in joints if 1 <= j < len(frames)]
+            out["joint_discontinuity"] = float(max(vals)) if vals else None
+    if task == "long" and scene is not None:
+        window = int(round(10 * fps))
+        if len(frames) >= 2 * window:
+            first = adherence(scene, detect(frames[:window], fps))["adherence"]
+            last = adherence(scene, detect(frames[-window:], fps))["adherence"]
+            out |= {"adherence_first10s": first, "adherence_last10s": last, "drift": first - last}
+        else:
+            out["drift"] = None
+    return out
+
+
+def evaluate_clip(
+    frames: np.ndarray,
+    fps: float,
+    prompt: str,
+    *,
+    task: str | None = None,
+    reference: np.ndarray | None = None,
+    reference_b: np.ndarray | None = None,
+    joints: list[int] | None = None,
+    detection: Detection | None = None,
+) -> dict:
+    """All metrics for one clip (uint8 [T, H, W, 3]) against its prompt; see docs/world_and_eval.md."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise UserError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
+    scene = parse_caption(prompt)
+    det = detection or detect(frames, fps)
+    out: dict = {"prompt": prompt, "frames": int(len(frames)), "fps": float(fps)}
+    out["width"], out["height"] = int(frames.shape[2]), int(frames.shape[1])
+    out |= adherence(scene, det)
+    out["flicker"] = flicker(frames, det)
+    matched = _match(scene, det)
+    keep = [t for t in matched if t is not None]
+    # identity kept: matched objects keep their color (bar a contact change) for the whole clip
+    out["identity_kept"] = (
+        float(np.mean([len({c.color for c in t.comps}) <= (2 if t.color_change_time else 1) for t in keep]))
+        if keep
+        else None
+    )
+    walls = [t for s, t in zip(scene.objects, matched) if s.behind_wall and t is not None]
+    out["reappeared"] = float(np.mean([t.reappeared for t in walls])) if walls else None
+    out["trail_persistence"] = det.paint_persistence
+    out["dots_stay_gone"] = None if det.dots_stay_gone is None else float(det.dots_stay_gone)
+    if task is None and len(frames) >= 20 * fps:
+        task = "long"
+    if task is not None:
+        out |= task_metrics(frames, fps, task, reference, reference_b, joints, scene)
+        out["task"] = task
+    out["detected"] = det.summary()
+    return out
+
+
+SUMMARY_KEYS = ("adherence", "color_right", "shape_right", "size_right", "motion_right", "background_right",
+                "camera_right", "events_right", "flicker")  # fmt: skip
+
+
+def read_prompts(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"prompts file {str(path)!r} does not exist")
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise UserError(f"{str(path)!r} line {n} is not JSON") from None
+        if not isinstance(row, dict) or "prompt" not in row or not ({"video", "file"} & row.keys()):
+            raise UserError(f"{str(path)!r} line {n} needs 'video' (or 'file') and 'prompt'")
+        rows.append(row)
+    return rows
+
+
+def evaluate_folder(folder: str | Path, prompts: str | Path, **kwargs) -> dict:
+    """Evaluate every clip named in a JSONL of {"video": name, "prompt": ...}; per-clip rows
+    plus the mean of each summary metric over the clips where it applies."""
+    from cinegen.media import read_video
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{str(folder)!r} is not a folder")
+    rows = []
+    for row in read_prompts(prompts):
+        name = row.get("video") or row.get("file")
+        frames, fps = read_video(folder / name)
+        result = evaluate_clip(frames, fps, row["prompt"], **kwargs)
+        result["video"] = name
+        rows.append(result)
+    summary = {}
+    for key in SUMMARY_KEYS:
+        vals = [r[key] for r in rows if r.get(key) is not None]
+        summary[key] = float(np.mean(vals)) if vals else None
+    return {"clips": rows, "summary": summary, "count": len(rows)}

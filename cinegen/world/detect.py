@@ -1,0 +1,647 @@
+"""Pixel detector: what a clip shows, from its pixels alone (no ground truth, no prompt).
+
+Pipeline (WORLD.md): downscale to a working resolution (fast, and averages noise away) →
+classify pixels by hue to the nearest palette color (a blend of a palette color with a
+neutral background keeps its hue, so anti-aliased and compressed edges stay their color) →
+connected components per color → tracks by Hungarian matching of centroids → per track
+color, shape (area over the circumscribed disc), size (area → radius), motion (in world
+coordinates, after undoing the camera) and events; background tone and pattern from the
+neutral pixels; camera pan by phase correlation and zoom by the pattern's edge density.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
+
+from cinegen.world.vocab import (
+    BACKGROUND_TONES,
+    COLORS,
+    PATTERN_CELL,
+    PATTERN_TONES,
+    SIZES,
+    WALL_COLOR,
+)
+
+WORK_SIDE = 128  # frames are block-averaged down to about this shorter side
+MIN_CHROMA = 32.0  # chroma (distance from the gray axis) below which a pixel is neutral
+MAX_HUE_ERROR = math.radians(18)  # hue farther than this from every palette color: unknown
+DOT_AREA = 0.0052  # fraction of L^2: dots (0.0038) are below, a small triangle (0.0064) above
+SHAPE_AREA = {"circle": math.pi, "square": 4.0, "triangle": 3 * math.sqrt(3) / 4}  # area / r^2
+MOTION_WINDOW = 2.0  # seconds: WORLD.md guarantees the stated motion for the first 2 s
+
+
+def _hue_vec(rgb: np.ndarray) -> np.ndarray:
+    """Chroma vector: rgb projected on the plane orthogonal to gray, as (a, b) coordinates."""
+    rgb = np.asarray(rgb, dtype=np.float32)
+    a = rgb[..., 0] - 0.5 * (rgb[..., 1] + rgb[..., 2])
+    b = (math.sqrt(3) / 2) * (rgb[..., 1] - rgb[..., 2])
+    return np.stack([a, b], axis=-1)
+
+
+COLOR_NAMES = list(COLORS)
+_PALETTE_HUE = np.array([math.atan2(v[1], v[0]) for v in _hue_vec(np.array(list(COLORS.values())))])
+
+
+@dataclass
+class Component:
+    frame: int
+    color: str
+    area: float  # working pixels
+    centroid: np.ndarray  # (x, y) working pixels
+    rmax: float
+    orient3: complex  # 3-fold and 4-fold angular moments (orientation of triangles/squares)
+    orient4: complex
+    border: bool  # touches the frame edge (clipped: shape and centroid unreliable)
+
+
+@dataclass
+class Track:
+    color: str  # color at the start
+    final_color: str
+    frames: list[int]
+    comps: list[Component]
+    shape: str | None = None
+    size: str | None = None
+    radius: float = 0.0  # fraction of the shorter side, at first sight
+    motion: str | None = None
+    velocity: tuple[float, float] = (0.0, 0.0)  # frame extents per second, world coords
+    hidden: bool = False  # vanished (or mostly) mid-clip
+    reappeared: bool = False
+    hide_time: float | None = None
+    color_change_time: float | None = None
+    touching_at_change: bool = False
+    trail: str | None = None
+    eats: str | None = None
+
+    def summary(self) -> dict:
+        keys = [
+            "color",
+            "final_color",
+            "shape",
+            "size",
+            "radius",
+            "motion",
+            "velocity",
+            "hidden",
+            "reappeared",
+        ]
+        keys += ["color_change_time", "trail", "eats"]
+        return {k: getattr(self, k) for k in keys} | {
+            "first_frame": self.frames[0],
+            "frames": len(self.frames),
+        }
+
+
+@dataclass
+class Detection:
+    width: int
+    height: int
+    fps: float
+    num_frames: int
+    tone: str | None
+    pattern: str | None
+    camera: str | None
+    pan_rate: float  # content shift, shorter sides per second (+ = content moves right)
+    zoom_rate: float  # log-scale per second (+ = zooming in)
+    wall: bool
+    tracks: list[Track]
+    paint: dict[str, float] = field(default_factory=dict)  # trail color → painted fraction of frame
+    dots: dict[str, list[int]] = field(default_factory=dict)  # dot color → count per frame
+    paint_persistence: float | None = None  # fraction of painted pixels still painted a frame later
+    dots_stay_gone: bool | None = None
+
+    @property
+    def objects(self) -> list[Track]:
+        return self.tracks
+
+    def summary(self) -> dict:
+        return {
+            "tone": self.tone,
+            "pattern": self.pattern,
+            "camera": self.camera,
+            "pan_rate": round(self.pan_rate, 4),
+            "zoom_rate": round(self.zoom_rate, 4),
+            "wall": self.wall,
+            "objects": [t.summary() for t in self.tracks],
+            "trails": sorted(self.paint),
+            "dots": {c: [n[0], n[-1]] for c, n in self.dots.items()},
+        }
+
+
+# ---------------------------------------------------------------------------------------
+# Pixels
+
+
+def downscale(frames: np.ndarray) -> tuple[np.ndarray, int]:
+    """Block-average to about WORK_SIDE on the shorter side; returns float32 frames and factor."""
+    T, H, W, _ = frames.shape
+    k = max(1, min(H, W) // WORK_SIDE)
+    if k == 1:
+        return frames.astype(np.float32), 1
+    h, w = H // k, W // k
+    x = frames[:, : h * k, : w * k].astype(np.float32)
+    return x.reshape(T, h, k, w, k, 3).mean(axis=(2, 4)), k
+
+
+def classify(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel palette index (-1 = neutral or unknown) and gray level, for float frames."""
+    hv = _hue_vec(frames)
+    chroma = np.hypot(hv[..., 0], hv[..., 1])
+    hue = np.arctan2(hv[..., 1], hv[..., 0])
+    diff = np.abs(np.angle(np.exp(1j * (hue[..., None] - _PALETTE_HUE))))
+    idx = np.argmin(diff, axis=-1)
+    ok = (chroma > MIN_CHROMA) & (np.take_along_axis(diff, idx[..., None], -1)[..., 0] < MAX_HUE_ERROR)
+    labels = np.where(ok, idx, -1).astype(np.int8)
+    gray = frames.mean(axis=-1)
+    return labels, gray
+
+
+_CROSS = ndimage.generate_binary_structure(2, 1)
+
+
+def _components(labels: np.ndarray, frame: int, min_area: float) -> list[Component]:
+    out = []
+    H, W = labels.shape
+    for ci, name in enumerate(COLOR_NAMES):
+        mask = labels == ci
+        if not mask.any():
+            continue
+        # Drop 1-pixel speckles (noise, compression ringing) that would stick to a shape's rim.
+        mask &= ndimage.binary_opening(mask, structure=_CROSS) | ~ndimage.binary_dilation(
+            ndimage.binary_opening(mask, structure=_CROSS), iterations=1
+        )
+        lab, n = ndimage.label(mask, structure=np.ones((3, 3)))
+        for k, sl in enumerate(ndimage.find_objects(lab), start=1):
+            sub = lab[sl] == k
+            area = float(sub.sum())
+            if area < min_area:
+                continue
+            ys, xs = np.nonzero(sub)
+            xs = xs + sl[1].start + 0.5
+            ys = ys + sl[0].start + 0.5
+            cx, cy = xs.mean(), ys.mean()
+            dx, dy = xs - cx, ys - cy
+            r2 = dx * dx + dy * dy
+            theta = np.arctan2(dy, dx)
+            border = sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == H or sl[1].stop == W
+            out.append(
+                Component(
+                    frame=frame, color=name, area=area, centroid=np.array([cx, cy]),
+                    rmax=float(np.sqrt(r2.max())) + 0.5,
+                    orient3=complex(np.sum(r2 * np.exp(3j * theta))),
+                    orient4=complex(np.sum(r2 * np.exp(4j * theta))), border=bool(border),
+                )
+            )  # fmt: skip
+    return out
+
+
+def shape_of(comps: list[Component]) -> str | None:
+    """Vote over unclipped views: area over the circumscribed disc is ~1 for a circle,
+    2/pi = 0.64 for a square and 0.41 for a triangle, at any rotation and scale."""
+    views = [c for c in comps if not c.border] or comps
+    if not views:
+        return None
+    biggest = max(c.area for c in views)
+    views = [c for c in views if c.area >= 0.75 * biggest] or views
+    q = np.median([c.area / (math.pi * c.rmax**2) for c in views])
+    if q > 0.8:
+        return "circle"
+    return "square" if q > 0.51 else "triangle"
+
+
+def size_of(radius: float) -> str:
+    """Nearest size class on a log scale (boundaries at the geometric means)."""
+    names = list(SIZES)
+    logs = np.log([SIZES[n] for n in names])
+    return names[int(np.argmin(np.abs(logs - math.log(max(radius, 1e-6)))))]
+
+
+# ---------------------------------------------------------------------------------------
+# Background and camera
+
+
+def _wall_columns(labels: np.ndarray, gray: np.ndarray, short: int) -> np.ndarray:
+    """Bool per column: the wall, a full-height band of WALL_COLOR around the centre that does
+    not change over time. Column means make it robust to noise; the 2.5-level tolerance keeps
+    the 65-level stripes of a black striped background out."""
+    T, H, W = gray.shape
+    neutral = labels < 0
+    sums = np.where(neutral, gray, 0).sum(axis=(0, 1))
+    counts = neutral.sum(axis=(0, 1))
+    mean = sums / np.maximum(counts, 1)
+    close = (np.abs(mean - WALL_COLOR[0]) < 2.5) & (counts > 0.5 * T * H)
+    lab, n = ndimage.label(close)
+    centre = lab[W // 2] if W > 1 else 0
+    if centre == 0 or (lab == centre).sum() < 0.1 * short:
+        return np.zeros(W, dtype=bool)
+    return lab == centre
+
+
+def _background(labels: np.ndarray, gray: np.ndarray, wall: np.ndarray) -> tuple[str | None, str | None]:
+    tones = list(BACKGROUND_TONES)
+    levels = np.array(
+        [BACKGROUND_TONES[t][0] for t in tones] + [PATTERN_TONES[t][0] for t in tones], np.float32
+    )
+    frames = np.linspace(0, len(gray) - 1, min(len(gray), 6)).astype(int)
+    g = gray[frames][:, :, ~wall]
+    neutral = labels[frames][:, :, ~wall] < 0
+    values = g[neutral]
+    if values.size == 0:
+        return None, None
+    nearest = np.argmin(np.abs(values[:, None] - levels[None]), axis=1)
+    counts = np.bincount(nearest, minlength=6)
+    pair = counts[:3] + counts[3:]
+    t = int(np.argmax(pair))
+    alt_fraction = counts[3 + t] / max(pair[t], 1)
+    if alt_fraction < 0.15:
+        return tones[t], "plain"
+    # Two tones: stripes are vertical, so they change along x but not along y.
+    mid = (BACKGROUND_TONES[tones[t]][0] + PATTERN_TONES[tones[t]][0]) / 2
+    binary = (ndimage.uniform_filter(gray[frames], size=(1, 3, 3)) > mid).astype(np.int8)  # noise-proof
+    ok = labels[frames] < 0
+    okx = ok[:, :, 1:] & ok[:, :, :-1]
+    oky = ok[:, 1:] & ok[:, :-1]
+    fx = (np.abs(np.diff(binary, axis=2))[okx]).mean() if okx.any() else 0.0
+    fy = (np.abs(np.diff(binary, axis=1))[oky]).mean() if oky.any() else 0.0
+    return tones[t], ("striped" if fy < 0.25 * fx else "checkered")
+
+
+def _pattern_coefficient(gray: np.ndarray, ok: np.ndarray, period: float, pattern: str) -> complex:
+    """Fourier coefficient of the background at the pattern's fundamental, over usable pixels.
+    Stripes carry it at (1/P, 0); a checkerboard at the diagonals (1/P, ±1/P), whose phases
+    average to the x phase."""
+    H, W = gray.shape
+    ys, xs = np.nonzero(ok)
+    v = gray[ys, xs] - gray[ys, xs].mean()
+    kx = 2 * np.pi * (xs + 0.5) / period
+    if pattern == "striped":
+        return complex(np.sum(v * np.exp(-1j * kx)))
+    ky = 2 * np.pi * (ys + 0.5) / period
+    a = complex(np.sum(v * np.exp(-1j * (kx + ky))))
+    b = complex(np.sum(v * np.exp(-1j * (kx - ky))))
+    # x phase = mean of the two diagonal phases; return a unit-free complex with that phase.
+    return abs(a * b) ** 0.5 * np.exp(0.5j * (np.angle(a) + np.angle(b)))
+
+
+def _usable(labels: np.ndarray, wall: np.ndarray) -> np.ndarray:
+    """Background pixels away from objects (their blended rims included) and the wall."""
+    colored = ndimage.binary_dilation(labels >= 0, iterations=2)
+    return ~colored & ~wall[None, :]
+
+
+def _camera(
+    gray: np.ndarray,
+    labels: np.ndarray,
+    wall: np.ndarray,
+    tone: str | None,
+    pattern: str | None,
+    fps: float,
+    short: int,
+) -> tuple[str | None, float, float]:
+    T = len(gray)
+    if T < 2 or pattern in (None, "plain"):
+        return None, 0.0, 0.0
+    ok = _usable(labels, wall)
+    # The pattern period, found at frame 0 near its nominal value (a generated clip may differ).
+    nominal = 2 * PATTERN_CELL * short
+    candidates = nominal * np.exp(np.linspace(-0.5, 0.5, 41))
+    power = [abs(_pattern_coefficient(gray[0], ok[0], p, pattern)) for p in candidates]
+    period = float(candidates[int(np.argmax(power))])
+    # Pan: the pattern's x phase, unwrapped frame to frame (a pan moves < P/2 per frame at >= 1 fps).
+    phases = np.unwrap([np.angle(_pattern_coefficient(gray[k], ok[k], period, pattern)) for k in range(T)])
+    shift = -phases * period / (2 * np.pi)  # content x shift in pixels
+    t = np.arange(T) / fps
+    pan = float(np.polyfit(t, shift, 1)[0]) / short
+    # Zoom: the scale that best maps frame 0 onto a frame ~1 s later, about the centre.
+    k = max(1, min(T - 1, int(round(fps))))
+    # Try the scale search on raw frames and on frames with the measured pan undone; a zoom
+    # wins over the better-fitting of the two only when it explains the change better.
+    panned = ndimage.shift(gray[0], (0, pan * short * k / fps), order=1, mode="nearest")
+    (s0, c0), (s1, c1) = (
+        _best_scale(gray[0], gray[k], ok[0] & ok[k]),
+        _best_scale(panned, gray[k], ok[0] & ok[k]),
+    )
+    zoom = math.log(s0 if c0 >= c1 else s1) * fps / k
+    camera = None
+    if abs(zoom) > 0.08:
+        camera = "zoom in" if zoom > 0 else "zoom out"
+    elif abs(pan) > 0.015:
+        camera = "pan left" if pan > 0 else "pan right"
+    return camera, pan, zoom
+
+
+def _best_scale(a: np.ndarray, b: np.ndarray, ok: np.ndarray) -> tuple[float, float]:
+    """argmax over s of the correlation between b and a scaled by s about the centre."""
+    H, W = a.shape
+    cy, cx = H / 2 - 0.5, W / 2 - 0.5
+    best, best_s = -np.inf, 1.0
+    for s in np.exp(np.linspace(-0.3, 0.3, 31)):
+        # b(p) ≈ a(c + (p - c) / s)
+        warped = ndimage.affine_transform(
+            a, [1 / s, 1 / s], offset=[cy - cy / s, cx - cx / s], order=1, mode="nearest"
+        )
+        x, y = warped[ok], b[ok]
+        if x.size < 10 or x.std() == 0 or y.std() == 0:
+            continue
+        c = float(np.corrcoef(x, y)[0, 1])
+        if c > best:
+            best, best_s = c, float(s)
+    return best_s, best
+
+
+# ---------------------------------------------------------------------------------------
+# Tracks
+
+
+def _link(per_frame: list[list[Component]], gate: float) -> list[list[Component]]:
+    """Frame-to-frame Hungarian matching of same-colored components by centroid distance."""
+    active: list[list[Component]] = []
+    done: list[list[Component]] = []
+    for comps in per_frame:
+        if not active:
+            active = [[c] for c in comps]
+            continue
+        cost = np.full((len(active), len(comps)), 1e6)
+        for i, tr in enumerate(active):
+            last = tr[-1]
+            for j, c in enumerate(comps):
+                d = float(np.linalg.norm(c.centroid - last.centroid))
+                ratio = max(c.area, last.area) / max(min(c.area, last.area), 1e-6)
+                if c.color == last.color and d < gate and ratio < 50:
+                    cost[i, j] = d
+        rows, cols = linear_sum_assignment(cost) if comps else ([], [])
+        matched_t, matched_c = set(), set()
+        for i, j in zip(rows, cols):
+            if cost[i, j] < 1e6:
+                active[i].append(comps[j])
+                matched_t.add(i)
+                matched_c.add(j)
+        done += [tr for i, tr in enumerate(active) if i not in matched_t]
+        active = [tr for i, tr in enumerate(active) if i in matched_t]
+        active += [[c] for j, c in enumerate(comps) if j not in matched_c]
+    return done + active
+
+
+def _merge(tracks: list[Track], fps: float, short: float) -> list[Track]:
+    """Join pieces of one object: across an occlusion gap (same color and shape) and across a
+    color change on contact (one track ends where another, of another color, begins)."""
+    tracks = sorted(tracks, key=lambda t: t.frames[0])
+    merged = True
+    while merged:
+        merged = False
+        for a in tracks:
+            for b in tracks:
+                if a is b or b.frames[0] <= a.frames[-1]:
+                    continue
+                gap = b.frames[0] - a.frames[-1]
+                ca, cb = a.comps[-1], b.comps[0]
+                dist = float(np.linalg.norm(ca.centroid - cb.centroid))
+                same_look = a.final_color == b.color
+                if same_look and gap / fps <= 3.0 and not a.hidden:
+                    a.hidden, a.reappeared, a.hide_time = True, True, a.frames[-1] / fps
+                elif (
+                    a.final_color != b.color
+                    and gap <= 2
+                    and dist < 0.15 * short
+                    and a.color_change_time is None
+                ):
+                    a.color_change_time = b.frames[0] / fps
+                else:
+                    continue
+                a.frames += b.frames
+                a.comps += b.comps
+                a.final_color = b.final_color
+                tracks.remove(b)
+                merged = True
+                break
+            if merged:
+                break
+    return tracks
+
+
+def _orientation(comps: list[Component], shape: str) -> np.ndarray:
+    n = 4 if shape == "square" else 3
+    phases = np.array([np.angle(c.orient4 if n == 4 else c.orient3) for c in comps])
+    return np.unwrap(phases) / n
+
+
+def _motion(track: Track, fps: float, W: int, H: int, pan_px: float, zoom_rate: float) -> str | None:
+    """Stated motion over the first 2 s, in world coordinates (camera pan and zoom undone)."""
+    idx = [k for k, f in enumerate(track.frames) if f / fps <= MOTION_WINDOW + 1e-6]
+    if len(idx) < 2 or (track.frames[idx[-1]] - track.frames[idx[0]]) / fps < 0.2:
+        return None
+    comps = [track.comps[k] for k in idx]
+    t = np.array([c.frame / fps for c in comps])
+    s = np.exp(zoom_rate * t)
+    cx, cy = W / 2, H / 2
+    xy = np.array([c.centroid for c in comps])
+    x = cx + (xy[:, 0] - cx) / s - pan_px * t
+    y = cy + (xy[:, 1] - cy) / s
+    area = np.array([c.area for c in comps]) / s**2
+    whole = np.array([not c.border for c in comps]) & (area >= 0.7 * area.max())
+    if whole.sum() >= 2:
+        tw, xw, yw = t[whole], x[whole], y[whole]
+    else:
+        tw, xw, yw = t, x, y
+    vx = float(np.polyfit(tw, xw, 1)[0]) / W if np.ptp(tw) > 0 else 0.0
+    vy = float(np.polyfit(tw, yw, 1)[0]) / H if np.ptp(tw) > 0 else 0.0
+    track.velocity = (round(vx, 4), round(vy, 4))
+    # bounces: falls, then rises again within the window
+    fall = np.maximum.accumulate(yw) - yw
+    if np.ptp(yw) > 0.15 * H and (fall > 0.06 * H).any() and (yw.max() - yw[0]) > 0.06 * H and abs(vx) < 0.12:
+        return "bounces"
+    if max(abs(vx), abs(vy)) > 0.1:
+        if abs(vx) >= abs(vy):
+            return "right" if vx > 0 else "left"
+        return "down" if vy > 0 else "up"
+    if track.shape in ("square", "triangle") and len(comps) >= 2:
+        rate = float(np.polyfit(t, _orientation(comps, track.shape), 1)[0])
+        if abs(rate) > 0.2:
+            return "spins"
+    growth = float(np.polyfit(t, np.log(np.maximum(area, 1.0)), 1)[0]) if np.ptp(t) > 0 else 0.0
+    if growth > 0.2:
+        return "grows"
+    if growth < -0.2:
+        return "shrinks"
+    return "still"
+
+
+def detect(frames: np.ndarray, fps: float) -> Detection:
+    """Everything the clip shows. `frames`: uint8 [T, H, W, 3]."""
+    if frames.ndim == 3:
+        frames = frames[None]
+    T, H0, W0, _ = frames.shape
+    small, k = downscale(frames)
+    labels, gray = classify(small)
+    _, H, W = labels.shape
+    short = min(H, W)
+    min_area = max(3.0, 0.0008 * short * short)
+
+    wall = _wall_columns(labels, gray, short)
+    tone, pattern = _background(labels, gray, wall)
+    camera, pan_rate, zoom_rate = _camera(gray, labels, wall, tone, pattern, fps, short)
+
+    per_frame = [_components(labels[f], f, min_area) for f in range(T)]
+    dot_colors = _dot_colors(per_frame, short, fps)
+    paint_colors, persistence = _paint_colors(labels, short)
+    dots = {c: [sum(1 for x in comps if x.color == c) for comps in per_frame] for c in dot_colors}
+    objects_only = [
+        [c for c in comps if c.color not in dot_colors and c.color not in paint_colors] for comps in per_frame
+    ]
+    gate = 0.45 * max(H, W) / max(1.0, min(fps, 4.0)) + 0.15 * short
+    tracks = []
+    for comps in _link(objects_only, gate):
+        tr = Track(
+            color=comps[0].color, final_color=comps[-1].color, frames=[c.frame for c in comps], comps=comps
+        )
+        tr.shape = shape_of(comps)
+        tracks.append(tr)
+    tracks = _merge(tracks, fps, short)
+    # A real object is seen for a while; brief specks are noise or blends.
+    tracks = [t for t in tracks if len(t.frames) >= max(1, min(3, T // 4))]
+    for tr in tracks:
+        tr.shape = shape_of([c for c in tr.comps if c.color == tr.color]) or tr.shape
+        first = [c for c in tr.comps[:4] if not c.border] or tr.comps[:4]
+        area = float(np.median([c.area for c in first])) / math.exp(zoom_rate * first[0].frame / fps) ** 2
+        tr.radius = math.sqrt(area / SHAPE_AREA[tr.shape or "circle"]) / short
+        tr.size = size_of(tr.radius)
+        tr.motion = _motion(tr, fps, W, H, pan_rate * short, zoom_rate)
+        _hide(tr, T, fps)
+        if tr.color_change_time is not None:
+            tr.touching_at_change = _touching(tr, tracks, int(round(tr.color_change_time * fps)))
+    _attach_events(tracks, labels, paint_colors, per_frame, dot_colors, short)
+    return Detection(
+        width=W0, height=H0, fps=fps, num_frames=T, tone=tone, pattern=pattern, camera=camera,
+        pan_rate=pan_rate, zoom_rate=zoom_rate, wall=bool(wall.any()), tracks=tracks,
+        paint={c: float((labels[-1] == COLOR_NAMES.index(c)).mean()) for c in paint_colors},
+        dots=dots, paint_persistence=persistence,
+        dots_stay_gone=all(all(b <= a for a, b in zip(n, n[1:])) for n in dots.values()) if dots else None,
+    )  # fmt: skip
+
+
+def _hide(tr: Track, T: int, fps: float) -> None:
+    """Mark a track that (mostly) disappears mid-clip, and whether it comes back."""
+    areas = np.array([c.area for c in tr.comps])
+    ref = np.maximum.accumulate(areas)
+    low = (areas < 0.35 * ref) & (np.arange(len(areas)) > 0)
+    if low.any() and not tr.hidden:
+        k = int(np.argmax(low))
+        tr.hidden, tr.hide_time = True, tr.frames[k] / fps
+        tr.reappeared = bool((areas[k:] > 0.6 * ref[k]).any())
+    if not tr.hidden and tr.frames[-1] < T - 1 and tr.frames[0] == 0:
+        tr.hidden, tr.hide_time, tr.reappeared = True, (tr.frames[-1] + 1) / fps, False
+
+
+def _touching(tr: Track, tracks: list[Track], frame: int) -> bool:
+    me = next((c for c in tr.comps if c.frame >= frame), None)
+    if me is None:
+        return False
+    for other in tracks:
+        if other is tr:
+            continue
+        near = [c for c in other.comps if abs(c.frame - frame) <= 1]
+        for c in near:
+            if np.linalg.norm(c.centroid - me.centroid) <= 1.4 * (c.rmax + me.rmax):
+                return True
+    return False
+
+
+def _dot_colors(per_frame: list[list[Component]], short: int, fps: float) -> set[str]:
+    """Colors whose every component at first sight is dot-sized and stays put: dots to eat."""
+    out = set()
+    for name in COLOR_NAMES:
+        first = next(
+            (
+                [c for c in comps if c.color == name]
+                for comps in per_frame
+                if any(c.color == name for c in comps)
+            ),
+            [],
+        )
+        if not first or any(c.area > DOT_AREA * short * short for c in first):
+            continue
+        later = [
+            c
+            for comps in per_frame[first[0].frame + 1 : first[0].frame + 4]
+            for c in comps
+            if c.color == name
+        ]
+        # Mostly static: a dot half covered by a passing object shifts its visible centroid.
+        near = [min(np.linalg.norm(c.centroid - f.centroid) for f in first) < 0.02 * short for c in later]
+        if not near or np.mean(near) >= 0.7:
+            out.add(name)
+    return out
+
+
+def _paint_colors(labels: np.ndarray, short: int) -> tuple[set[str], float | None]:
+    """Colors absent at the start whose pixels only ever accumulate: painted trails."""
+    T = len(labels)
+    out, keep = set(), []
+    if T < 3:
+        return out, None
+    for ci, name in enumerate(COLOR_NAMES):
+        mask = labels == ci
+        areas = mask.sum(axis=(1, 2))
+        if areas[-1] < 0.004 * short * short or areas[0] > 0.3 * areas[-1]:
+            continue
+        kept = [
+            (mask[f] & mask[f + 1]).sum() / max(mask[f].sum(), 1) for f in range(T - 1) if mask[f].sum() > 0
+        ]
+        # What was painted stays painted (the painter may cover some), and it grew after it appeared (an
+        # object that turned this color on contact keeps its area and leaves pixels behind).
+        appeared = int(np.argmax(areas > 0))
+        grew = areas[-1] >= 1.6 * areas[appeared : appeared + 3].max() or appeared == T - 1
+        if kept and np.mean(kept) > 0.7 and areas[-1] >= 0.75 * areas.max() and grew:
+            out.add(name)
+            keep += kept
+    return out, (float(np.mean(keep)) if keep else None)
+
+
+def _attach_events(
+    tracks: list[Track],
+    labels: np.ndarray,
+    paint_colors: set[str],
+    per_frame: list[list[Component]],
+    dot_colors: set[str],
+    short: int,
+) -> None:
+    """Give each trail and each set of dots to the object whose path runs along it."""
+    if not tracks:
+        return
+
+    def path_distance(tr: Track, points: np.ndarray) -> float:
+        path = np.array([c.centroid for c in tr.comps])
+        return float(np.mean(np.min(np.linalg.norm(points[:, None] - path[None], axis=-1), axis=1)))
+
+    for name in paint_colors:
+        ys, xs = np.nonzero(labels[-1] == COLOR_NAMES.index(name))
+        if len(xs) == 0:
+            continue
+        pick = np.linspace(0, len(xs) - 1, min(len(xs), 200)).astype(int)
+        points = np.stack([xs[pick] + 0.5, ys[pick] + 0.5], 1)
+        best = min(tracks, key=lambda tr: path_distance(tr, points))
+        best.trail = name
+    for name in dot_colors:
+        first = next(
+            (
+                [c for c in comps if c.color == name]
+                for comps in per_frame
+                if any(c.color == name for c in comps)
+            ),
+            [],
+        )
+        points = np.array([c.centroid for c in first])
+        counts = [sum(1 for c in comps if c.color == name) for comps in per_frame]
+        if len(points) and counts[-1] < counts[0]:
+            best = min(tracks, key=lambda tr: path_distance(tr, points))
+            best.eats = name
+
+
+def pattern_period(short: int) -> float:
+    """Pattern period in pixels for a frame with this shorter side."""
+    return 2 * PATTERN_CELL * short

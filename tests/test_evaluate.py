@@ -1,0 +1,128 @@
+"""Evaluator: right clips score high, each kind of mismatch scores low, task metrics behave."""
+
+import numpy as np
+import pytest
+
+from cinegen.errors import UserError
+from cinegen.evaluate import evaluate_clip, task_metrics
+from cinegen.world import parse_caption, render
+from cinegen.world.degrade import add_noise, mp4_roundtrip
+
+
+def _clip(caption: str, seconds: float = 2.5, fps: float = 8, size=(128, 96), seed: int = 0) -> np.ndarray:
+    return render(
+        parse_caption(caption),
+        width=size[0],
+        height=size[1],
+        fps=fps,
+        seconds=seconds,
+        seed=seed,
+        masks=False,
+    ).frames
+
+
+SHOWN = "a big red ball moves right on a white background"
+
+
+@pytest.fixture(scope="module")
+def shown():
+    return _clip(SHOWN)
+
+
+def test_matching_prompt_scores_one(shown):
+    r = evaluate_clip(shown, 8, SHOWN)
+    assert r["adherence"] == 1.0
+    assert r["color_right"] == r["shape_right"] == r["size_right"] == r["motion_right"] == 1.0
+    assert r["camera_right"] is None and r["flicker"] < 1.0
+
+
+@pytest.mark.parametrize(
+    "prompt, part",
+    [
+        ("a big blue ball moves right on a white background", "color_right"),
+        ("a big red ball moves left on a white background", "motion_right"),
+        ("a big red box moves right on a white background", "shape_right"),
+        ("a small red ball moves right on a white background", "size_right"),
+        ("a big red ball moves right on a black background", "background_right"),
+        ("a big red ball moves right on a striped white background", "background_right"),
+        ("a big red ball moves right on a white background while the camera pans left", "camera_right"),
+        ("a big red ball moves right and leaves a blue trail on a white background", "events_right"),
+        ("a big red ball moves right on a white background and a green box stays still", "color_right"),
+    ],
+)
+def test_each_mismatch_scores_low(shown, prompt, part):
+    r = evaluate_clip(shown, 8, prompt)
+    assert r["adherence"] <= 0.5 and r[part] < 1.0
+
+
+FEATURES = [
+    "a small yellow triangle moves up and a blue box stays still on a checkered gray background",
+    "a purple ball bounces on a black background",
+    "a green box spins on a striped white background",
+    "an orange ball grows on a gray background",
+    "a red ball moves right on a checkered white background while the camera pans right",
+    "a blue box on a striped gray background as the camera zooms in",
+    "a yellow ball moves right and passes behind a wall on a white background",
+    "a green box moves right and a red ball moves left; when they touch, the box turns purple",
+    "a big red ball eats the small blue dots and moves right on a white background",
+    "a blue ball moves down and leaves an orange trail on a black background",
+]
+# Known weak spots under mp4 (CRF 23) + noise σ=8, still open (see the issue-3 report).
+NOISY_WEAK = {
+    "a purple ball bounces on a black background",
+    "a red ball moves right on a checkered white background while the camera pans right",
+    "a yellow ball moves right and passes behind a wall on a white background",
+    "a green box moves right and a red ball moves left; when they touch, the box turns purple",
+    "a blue ball moves down and leaves an orange trail on a black background",
+}
+
+
+@pytest.fixture(scope="module", params=FEATURES)
+def feature_clip(request):
+    return request.param, _clip(request.param, seconds=3.5, fps=8, size=(160, 120), seed=1)
+
+
+def test_world_features_are_recognised(feature_clip):
+    caption, clip = feature_clip
+    assert evaluate_clip(clip, 8, caption)["adherence"] == 1.0
+
+
+def test_world_features_survive_mp4_and_noise(feature_clip, request):
+    caption, clip = feature_clip
+    if caption in NOISY_WEAK:
+        request.applymarker(
+            pytest.mark.xfail(reason="detector not yet robust here under mp4+noise", strict=False)
+        )
+    noisy = add_noise(mp4_roundtrip(clip, 8), 8.0, np.random.default_rng(0))
+    assert evaluate_clip(noisy, 8, caption)["adherence"] == 1.0
+
+
+def test_loop_seam_ratio():
+    clip = _clip("a red ball moves right on a white background", seconds=2)
+    looped = np.concatenate([clip, clip[::-1][1:-1]])  # ping-pong: the seam is like any step
+    assert task_metrics(looped, 8, "loop", None)["seam_ratio"] == pytest.approx(1.0, abs=0.35)
+    assert task_metrics(clip, 8, "loop", None)["seam_ratio"] > 1.5
+
+
+def test_first_frame_psnr_and_draft():
+    clip = _clip("a red ball moves right on a white background", seconds=1)
+    assert task_metrics(clip, 8, "image2video", clip[:1])["first_frame_psnr"] == 99.0
+    assert task_metrics(clip, 8, "image2video", clip[3:4])["first_frame_psnr"] < 40
+    draft = clip[:, ::2, ::2]
+    assert task_metrics(clip, 8, "draft", draft)["draft_psnr"] > 20
+
+
+def test_joint_discontinuity():
+    a = _clip("a red ball moves right on a white background", seconds=2, seed=0)
+    b = _clip("a red ball moves right on a white background", seconds=2, seed=5)
+    joined = np.concatenate([a, b])
+    m = task_metrics(joined, 8, "connect", a, b)
+    assert m["joint_discontinuity"] > 1.5
+
+
+def test_bad_task_and_missing_reference():
+    clip = _clip("a red ball", seconds=0.5)
+    with pytest.raises(UserError):
+        evaluate_clip(clip, 8, "a red ball", task="teleport")
+    with pytest.raises(UserError):
+        evaluate_clip(clip, 8, "a red ball", task="image2video")

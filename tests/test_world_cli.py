@@ -1,0 +1,86 @@
+"""CLI: outputs on success; one-line errors, exit code 2 and no partial files on bad input."""
+
+import json
+
+import pytest
+
+from cinegen.world.cli import main
+
+
+def test_render_then_eval(tmp_path, capsys):
+    out, truth = tmp_path / "clip.mp4", tmp_path / "truth.json"
+    caption = "a big red ball moves right on a checkered white background"
+    assert (
+        main(
+            [
+                "world",
+                "render",
+                caption,
+                "-o",
+                str(out),
+                "--truth",
+                str(truth),
+                "--seconds",
+                "2",
+                "--fps",
+                "8",
+            ]
+        )
+        == 0
+    )
+    record = json.loads(truth.read_text())
+    assert len(record["frames"]) == 16 and record["frames"][0]["objects"][0]["color"] == "red"
+    capsys.readouterr()
+    assert main(["eval", str(out), "--prompt", caption, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["adherence"] == 1.0
+
+
+def test_sample_then_eval_folder(tmp_path, capsys):
+    folder = tmp_path / "set"
+    assert (
+        main(
+            [
+                "world",
+                "sample",
+                "-n",
+                "2",
+                "-o",
+                str(folder),
+                "--width",
+                "64",
+                "--height",
+                "64",
+                "--seconds",
+                "1",
+            ]
+        )
+        == 0
+    )
+    rows = [json.loads(x) for x in (folder / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all((folder / r["video"]).is_file() for r in rows)
+    capsys.readouterr()
+    assert main(["eval", str(folder), "--prompts", str(folder / "manifest.jsonl")]) == 0
+    assert "mean of 2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["world", "render", "a red ball zigzags", "-o", "{d}/x.mp4"],
+        ["world", "render", "a red ball", "-o", "{d}/x.mp4", "--width", "0", "--height", "0"],
+        ["world", "render", "a red ball", "-o", "{d}/x.mp4", "--fps", "100000"],
+        ["world", "render", "a red ball", "-o", "{d}/x.mp4", "--seconds", "abc"],
+        ["world", "sample", "-n", "2", "-o", "{d}/x", "--fps", "0"],
+        ["eval", "{d}/missing.mp4", "--prompt", "a red ball"],
+        ["eval", "{d}/not_video.mp4", "--prompt", "a red ball"],
+        ["eval", "{d}/not_video.mp4", "--prompt", "a red ball that zigzags"],
+    ],
+)
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv):
+    (tmp_path / "not_video.mp4").write_text("not a video")
+    before = set(tmp_path.iterdir())
+    code = main([a.format(d=tmp_path) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("cinegen: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert set(tmp_path.iterdir()) == before  # no partial output

@@ -36,7 +36,7 @@ def test_schemathesis_finds_no_server_errors(tmp_path: Path) -> None:
                 "--checks",
                 CHECKS,
                 "--max-examples",
-                "25",
+                "15",
                 "--seed",
                 "1",
                 "--generation-database",

@@ -150,15 +150,24 @@ class Pipeline:
         self.model_name = model_name
 
     @classmethod
-    def load(cls, model: str | Path | None = None, device: str | None = "auto", dtype: str | None = None) -> Pipeline:
-        from cinegen.backends.native import NativeBackend
+    def load(
+        cls,
+        model: str | Path | None = None,
+        device: str | None = "auto",
+        dtype: str | None = None,
+        offload: bool = False,
+        vae_tiling: bool = False,
+        vae_slicing: bool = False,
+    ) -> Pipeline:
+        """`model`: a cinegen model directory (default: the shipped one), a diffusers directory of a
+        supported open model (Wan, LTX-Video, CogVideoX) or its hub id (`cinegen.backends.loading`)."""
+        from cinegen.backends.diffusers_common import Options
+        from cinegen.backends.loading import load_backend
 
         dev = resolve_device(device)
-        model_dir = Path(model) if model else DEFAULT_MODEL_DIR
-        if not model_dir.is_dir():
-            raise UserError(f"model directory {str(model_dir)!r} does not exist")
-        backend = NativeBackend.load(model_dir, dev, resolve_dtype(dtype, dev))
-        return cls(backend, backend.config.sampling, backend.name)
+        options = Options(offload=offload, vae_tiling=vae_tiling, vae_slicing=vae_slicing)
+        backend = load_backend(model or DEFAULT_MODEL_DIR, dev, resolve_dtype(dtype, dev), options=options)
+        return cls(backend, backend.defaults, backend.name)
 
     # -- request → geometry ---------------------------------------------------------------
 

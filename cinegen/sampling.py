@@ -12,6 +12,7 @@ The branch without condition sees `x` as it is, at the current t everywhere.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -103,7 +104,11 @@ def sample(
     """Fill in the canvas; returns the clean latent (B, C, T, H, W)."""
     assert sampler in SAMPLERS, f"sampler {sampler!r} not in {SAMPLERS}"
     start = canvas.strength if canvas.init is not None else 1.0
-    schedule = timesteps(steps, shift, start=start).tolist()
+    family_schedule = getattr(model, "schedule", None)
+    if family_schedule is not None:  # an open model's own noise levels (Backend.schedule), scaled for edits
+        schedule = (family_schedule(steps, math.prod(canvas.token_grid)) * start).tolist()
+    else:
+        schedule = timesteps(steps, shift, start=start).tolist()
     init = canvas.init.to(noise) if canvas.init is not None else None
     x = noise if init is None else add_noise(init, noise, schedule[0])
     known = canvas.known.to(noise) if canvas.known is not None else None

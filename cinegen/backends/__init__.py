@@ -38,5 +38,11 @@ class Backend(Protocol):
     def velocity(self, latent: torch.Tensor, t_tokens: torch.Tensor, context: Any) -> torch.Tensor:
         """Flow velocity (noise − data) at per-token noise levels t_tokens (B, T', H'/p, W'/p)."""
 
+    defaults: Any  # SamplingDefaults: steps, guidance, size, fps, seconds a user of this model expects
+
     def time_shift(self, tokens: int) -> float:
         """Schedule shift for a sequence of this many tokens."""
+
+    # Optional: `schedule(steps, tokens) -> (steps + 1,)` decreasing noise levels from 1 to 0.
+    # A backend with its own schedule (an open model's scheduler config: shift, dynamic shift,
+    # DDIM's timesteps as flow t) defines it, and the sampler uses it instead of `time_shift`.

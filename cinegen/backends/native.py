@@ -45,6 +45,10 @@ class NativeBackend:
         self.device, self.dtype = device, dtype
 
     @property
+    def defaults(self):  # SamplingDefaults
+        return self.config.sampling
+
+    @property
     def size_multiple(self) -> int:
         return self.spatial_factor * self.patch
 

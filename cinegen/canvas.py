@@ -28,12 +28,18 @@ class Canvas:
 
     def __post_init__(self) -> None:
         t, h, w = self.shape
-        assert h % self.patch == 0 and w % self.patch == 0, f"latent {h}x{w} not divisible by patch {self.patch}"
+        assert h % self.patch == 0 and w % self.patch == 0, (
+            f"latent {h}x{w} not divisible by patch {self.patch}"
+        )
         if self.mask is not None:
             assert self.known is not None, "a mask needs known values"
-            assert tuple(self.mask.shape) == self.token_grid, f"mask {tuple(self.mask.shape)} != {self.token_grid}"
+            assert tuple(self.mask.shape) == self.token_grid, (
+                f"mask {tuple(self.mask.shape)} != {self.token_grid}"
+            )
         if self.known is not None:
-            assert tuple(self.known.shape[1:]) == self.shape, f"known {tuple(self.known.shape)} != {self.shape}"
+            assert tuple(self.known.shape[1:]) == self.shape, (
+                f"known {tuple(self.known.shape)} != {self.shape}"
+            )
         if not 0.0 < self.strength <= 1.0:
             raise UserError(f"strength {self.strength} is outside (0, 1]")
 
@@ -66,7 +72,9 @@ def _frames_known(shape, patch, known: torch.Tensor, frames: list[int], t_floor:
     return Canvas(shape, patch, known=known, mask=mask, t_floor=t_floor)
 
 
-def keep_frames(shape, known: torch.Tensor, frames: list[int], patch: int = 2, t_floor: float = 0.0) -> Canvas:
+def keep_frames(
+    shape, known: torch.Tensor, frames: list[int], patch: int = 2, t_floor: float = 0.0
+) -> Canvas:
     """Known latent frames at the given indices (first frame: image→video; head: extend; ...)."""
     for f in frames:
         if not -shape[0] <= f < shape[0]:
@@ -93,6 +101,44 @@ def with_t_floor(canvas: Canvas, t_floor: float) -> Canvas:
     return replace(canvas, t_floor=t_floor)
 
 
+def keep_ends(shape, known: torch.Tensor, head: int, tail: int, patch: int = 2) -> Canvas:
+    """Connect / image→video with a last frame: the first `head` and last `tail` latent frames known."""
+    t = shape[0]
+    if head + tail >= t:
+        raise UserError(f"{head} + {tail} known latent frames leave nothing to generate in {t}")
+    return keep_frames(shape, known, list(range(head)) + list(range(t - tail, t)), patch)
+
+
+def region_edit(
+    shape, source: torch.Tensor, keep: torch.Tensor, patch: int = 2, strength: float = 1.0
+) -> Canvas:
+    """Regenerate only where `keep` (T, h, w) is 0; with strength < 1 the region starts from the source."""
+    return Canvas(
+        shape,
+        patch,
+        known=source,
+        mask=keep.float(),
+        init=source if strength < 1.0 else None,
+        strength=strength,
+    )
+
+
+def pixel_mask_to_tokens(white: torch.Tensor, time_factor: int, cell: int) -> torch.Tensor:
+    """A pixel mask `(F, H, W)` (True = regenerate, F = 1 + time_factor·k) -> token keep-mask `(T, H/cell, W/cell)`.
+
+    A token is kept only when none of the pixels it covers (in space, and in the video frames
+    its latent frame encodes: frame 0 alone, then groups of `time_factor`) is to be regenerated,
+    so the generated region always covers the whole white area.
+    """
+    f, h, w = white.shape
+    assert (f - 1) % time_factor == 0 and h % cell == 0 and w % cell == 0, (f, h, w, time_factor, cell)
+    grouped = torch.cat(
+        [white[:1].repeat(time_factor, 1, 1), white[1:]]
+    ).float()  # frame 0 fills its own group
+    pooled = torch.nn.functional.max_pool3d(grouped[None, None], (time_factor, cell, cell))[0, 0]
+    return 1.0 - pooled
+
+
 # ----------------------------------------------------------------------------- training masks
 
 TRAINING_MASK_KINDS = ("first_frame", "head", "tail", "head_tail", "random_frames", "spatial")
@@ -109,6 +155,8 @@ def random_training_mask(grid: tuple[int, int, int], generator: torch.Generator)
     kind = TRAINING_MASK_KINDS[randint(0, len(TRAINING_MASK_KINDS) - 1)]
     if t == 1 and kind != "spatial":
         kind = "spatial"
+    if t == 2 and kind == "head_tail":
+        kind = "first_frame"
     if kind == "first_frame":
         mask[0] = 1
     elif kind == "head":

@@ -14,20 +14,50 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 import cinegen
+from cinegen import inputs as inputs_mod
 from cinegen.backends import Backend
-from cinegen.canvas import Canvas, text_to_video
+from cinegen.canvas import (
+    Canvas,
+    edit,
+    keep_ends,
+    keep_frames,
+    loop,
+    pixel_mask_to_tokens,
+    region_edit,
+    text_to_video,
+)
 from cinegen.errors import UserError
-from cinegen.sampling import SAMPLERS, Guidance, sample
+from cinegen.inputs import Inputs, Shot, parse_storyboard
+from cinegen.sampling import SAMPLERS, FlowEdit, Guidance, sample
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "weights"
-TASKS = ("generate",)
+TASKS = ("generate", "edit", "extend", "connect", "loop")
 MIN_SIDE, MAX_SIDE = 16, 1920
 MAX_SECONDS = 600.0
 MAX_FPS = 60.0
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-          "fp16": torch.float16, "float16": torch.float16}
+# One canvas covers at most this many latent frames: the longest clips the default model trains
+# on (configs/tiny.toml, data.latent_frames). Longer videos are made in windows of this length,
+# each knowing CONTEXT_LATENTS latent frames of the recent past plus one anchor frame.
+WINDOW_LATENTS = 7
+CONTEXT_LATENTS = 2
+CONNECT_CONTEXT_LATENTS = 1  # each side of a transition; a short context leaves room to generate
+MAX_CANVAS_LATENTS = 16  # single-canvas tasks (edit, loop, connect) beyond the window, where RoPE still holds
+MAX_SOURCE_FRAMES = 1 + 4 * 240  # about a minute at 16 fps; longer sources are cut with a note
+TASK_SECONDS = {"extend": 2.0, "connect": 1.0}  # default --seconds: the added part for these tasks
+EDIT_STRENGTH = 0.6
+FINALIZE_STRENGTH = 0.6  # draft → final re-noise level (DESIGN.md: t ≈ 0.5–0.7)
+LOOP_BRIDGE_SHARE = 0.25  # `loop --video`: the bridge back to the start, as a share of the clip
+DTYPES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+}
 
 
 class Cancelled(Exception):
@@ -62,6 +92,7 @@ class GenerateRequest:
     source_prompt: str | None = None
     backward: bool = False
     draft: bool = False
+    storyboard: list | None = None  # [{"prompt": ..., "seconds": ...}, ...]: shots with cuts
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -84,6 +115,19 @@ class Geometry:
     frames: int
     fps: float
     latent: tuple[int, int, int]  # (T, H, W)
+    render: tuple[int, int] = (0, 0)  # (width, height) sampled: the next multiples of the size multiple
+
+
+@dataclass
+class Prepared:
+    """A checked request: its geometry, decoded inputs and sampler settings."""
+
+    geometry: Geometry
+    inputs: Inputs
+    steps: int
+    guidance: Guidance
+    sampler: str
+    shots: list[Shot] | None = None
 
 
 @dataclass
@@ -127,8 +171,10 @@ def parse_aspect(aspect: str) -> tuple[int, int]:
         w, h = (int(x) for x in aspect.split(":"))
         assert w > 0 and h > 0 and max(w, h) / min(w, h) <= 4
     except (ValueError, AssertionError):
-        raise UserError(f"aspect {aspect!r} is not W:H with positive integers and ratio at most 4 "
-                        "(e.g. 16:9, 9:16, 1:1, 4:3)") from None
+        raise UserError(
+            f"aspect {aspect!r} is not W:H with positive integers and ratio at most 4 "
+            "(e.g. 16:9, 9:16, 1:1, 4:3)"
+        ) from None
     return w, h
 
 
@@ -171,22 +217,42 @@ class Pipeline:
 
     # -- request → geometry ---------------------------------------------------------------
 
-    def geometry(self, req: GenerateRequest) -> Geometry:
+    def _check_side(self, name: str, value: int) -> None:
+        m = self.backend.size_multiple
+        # Multiples of m/2 (1080 = 135·8) are rendered at the next multiple of m and center-cropped.
+        if not MIN_SIDE <= value <= MAX_SIDE or value % (m // 2):
+            raise UserError(
+                f"{name} {value} must be a multiple of {m} (or of {m // 2}, such as 1080) "
+                f"between {max(m, MIN_SIDE)} and {MAX_SIDE}"
+            )
+
+    def _size(self, req: GenerateRequest, source: tuple[int, int] | None) -> tuple[int, int]:
         d, m = self.defaults, self.backend.size_multiple
         if req.aspect is not None:
             if req.width is not None or req.height is not None:
                 raise UserError("give either --width/--height or --aspect/--size, not both")
             aw, ah = parse_aspect(req.aspect)
-            short = req.size or min(d.width, d.height)
-            scale = short / min(aw, ah)
-            width, height = (round(aw * scale / m) * m, round(ah * scale / m) * m)
+        elif req.width is not None or req.height is not None or source is None:
+            return (
+                req.width if req.width is not None else d.width,
+                req.height if req.height is not None else d.height,
+            )
         else:
-            width = req.width if req.width is not None else d.width
-            height = req.height if req.height is not None else d.height
-        for name, value in (("width", width), ("height", height)):
-            if not MIN_SIDE <= value <= MAX_SIDE or value % m:
-                raise UserError(f"{name} {value} must be a multiple of {m} between {max(m, MIN_SIDE)} and {MAX_SIDE}")
-        fps = float(req.fps if req.fps is not None else d.fps)
+            aw, ah = source  # follow the given image or video's aspect at the model's size
+        short = req.size or min(d.width, d.height)
+        scale = short / min(aw, ah)
+        return max(m, round(aw * scale / m) * m), max(m, round(ah * scale / m) * m)
+
+    def geometry(
+        self, req: GenerateRequest, source: tuple[int, int] | None = None, source_fps: float | None = None
+    ) -> Geometry:
+        width, height = self._size(req, source)
+        self._check_side("width", width)
+        self._check_side("height", height)
+        d = self.defaults
+        fps = float(req.fps if req.fps is not None else source_fps if source_fps else d.fps)
+        if source_fps and req.fps is None:
+            fps = min(MAX_FPS, max(1.0, fps))
         if not 1.0 <= fps <= MAX_FPS:
             raise UserError(f"fps {fps:g} is outside 1..{MAX_FPS:g}")
         f = self.backend.time_factor
@@ -195,13 +261,14 @@ class Pipeline:
                 raise UserError(f"frames {req.frames} must be 1 + {f}k (1, {1 + f}, {1 + 2 * f}, ...)")
             frames = req.frames
         else:
-            seconds = float(req.seconds if req.seconds is not None else d.seconds)
+            seconds = float(req.seconds if req.seconds is not None else TASK_SECONDS.get(req.task, d.seconds))
             if not 0.0 < seconds <= MAX_SECONDS:
                 raise UserError(f"seconds {seconds:g} is outside (0, {MAX_SECONDS:g}]")
             frames = 1 + f * max(1, round((seconds * fps - 1) / f))
-        s = self.backend.spatial_factor
-        latent = (1 + (frames - 1) // f, height // s, width // s)
-        return Geometry(width, height, frames, fps, latent)
+        s, m = self.backend.spatial_factor, self.backend.size_multiple
+        render = (-(-width // m) * m, -(-height // m) * m)
+        latent = (1 + (frames - 1) // f, render[1] // s, render[0] // s)
+        return Geometry(width, height, frames, fps, latent, render)
 
     def _settings(self, req: GenerateRequest) -> tuple[int, Guidance, str]:
         d = self.defaults
@@ -218,49 +285,541 @@ class Pipeline:
             raise UserError(f"sampler {sampler!r} is not one of {', '.join(SAMPLERS)}")
         return steps, Guidance(text=g, condition=gi), sampler
 
-    def validate(self, req: GenerateRequest) -> Geometry:
-        if not req.prompt or not req.prompt.strip():
-            raise UserError("prompt is empty; describe the video to generate")
+    def _check_task(self, req: GenerateRequest) -> None:
         if req.task not in TASKS:
             raise UserError(f"task {req.task!r} is not one of {', '.join(TASKS)}")
+        needs = {"edit": ("video",), "extend": ("video",), "connect": ("video", "video_b")}.get(req.task, ())
+        for name in needs:
+            if not getattr(req, name):
+                raise UserError(f"task {req.task!r} needs a {name.replace('_', ' ')} file")
+        allowed = {
+            "generate": {"image", "last_image"},
+            "edit": {"video", "mask"},
+            "extend": {"video"},
+            "connect": {"video", "video_b"},
+            "loop": {"video"},
+        }[req.task]
+        for name in ("image", "last_image", "video", "video_b", "mask"):
+            if getattr(req, name) and name not in allowed:
+                raise UserError(
+                    f"task {req.task!r} does not take {name.replace('_', ' ')!r}; it takes "
+                    f"{', '.join(sorted(allowed))}"
+                )
+        prompt_optional = req.storyboard is not None or (req.task == "loop" and req.video)
+        if not prompt_optional and (not req.prompt or not req.prompt.strip()):
+            raise UserError("prompt is empty; describe the video to generate")
+        if req.strength is not None and not 0.0 < req.strength <= 1.0:
+            raise UserError(f"strength {req.strength} is outside (0, 1]")
+        if req.storyboard is not None and (req.task != "generate" or req.image or req.last_image):
+            raise UserError("a storyboard works with plain generate only (no --image/--last-image)")
+        if req.draft and (req.task != "generate" or req.storyboard is not None):
+            raise UserError("--draft works with plain generate only")
+
+    def prepare(self, req: GenerateRequest) -> Prepared:
+        """Check the request and read its inputs; every user error surfaces here, before slow work."""
+        self._check_task(req)
         if not 1 <= req.batch <= 16:
             raise UserError(f"batch {req.batch} is outside 1..16")
         if not 0 <= req.seed < 2**63:
             raise UserError(f"seed {req.seed} is outside 0..2^63-1")
-        self._settings(req)
-        return self.geometry(req)
+        steps, guidance, sampler = self._settings(req)
+        shots = parse_storyboard(req.storyboard) if req.storyboard is not None else None
+        if shots is not None and sum(s.seconds for s in shots) > MAX_SECONDS:
+            raise UserError(
+                f"storyboard is {sum(s.seconds for s in shots):g} s; at most {MAX_SECONDS:g} s allowed"
+            )
+        f = self.backend.time_factor
+        inputs = inputs_mod.load(req, min_frames=1 + f, max_frames=MAX_SOURCE_FRAMES)
+        geometry = self.geometry(req, inputs.source_size, inputs.video_fps)
+        self._fit_inputs(req, inputs, geometry)
+        return Prepared(geometry, inputs, steps, guidance, sampler, shots)
+
+    def validate(self, req: GenerateRequest) -> Geometry:
+        return self.prepare(req).geometry
+
+    def _fit_inputs(self, req: GenerateRequest, inputs: Inputs, g: Geometry) -> None:
+        """Images must have the video's aspect; videos and masks are resized/cropped, with a note."""
+        for role, path in (("image", req.image), ("last_image", req.last_image)):
+            image = getattr(inputs, role)
+            if image is not None:
+                inputs_mod.check_image_aspect(role.replace("_", " "), path, image, g.width, g.height)
+                setattr(inputs, role, inputs_mod.fit_frames(image[None], g.width, g.height)[0])
+        for role in ("video", "video_b"):
+            video = getattr(inputs, role)
+            if video is None:
+                continue
+            note = inputs_mod.fit_note(role.replace("_", " "), video, g.width, g.height)
+            if note:
+                inputs.notes.append(note)
+            if role == "video" and inputs.mask is not None:
+                inputs.mask = inputs_mod.fit_frames(inputs.mask, g.width, g.height)
+            setattr(inputs, role, inputs_mod.fit_frames(video, g.width, g.height))
 
     # -- the run ----------------------------------------------------------------------------
 
     def noise(self, geometry: Geometry, seed: int, batch: int) -> torch.Tensor:
         """Noise drawn on the CPU from the seed, so results do not depend on the device."""
-        shape = (self.backend.latent_channels, *geometry.latent)
-        noise = [torch.randn(shape, generator=torch.Generator().manual_seed(seed + i)) for i in range(batch)]
+        return self._noise(geometry.latent, [seed + i for i in range(batch)])
+
+    def _noise(self, latent_shape: tuple[int, int, int], seeds: list[int]) -> torch.Tensor:
+        shape = (self.backend.latent_channels, *latent_shape)
+        noise = [torch.randn(shape, generator=torch.Generator().manual_seed(s % 2**63)) for s in seeds]
         return torch.stack(noise).to(self.backend.device)
 
-    def build_canvas(self, req: GenerateRequest, geometry: Geometry) -> Canvas:
-        return text_to_video(geometry.latent, self.backend.patch)
+    def run(
+        self,
+        req: GenerateRequest,
+        progress: Callable[[int, int], None] | None = None,
+        show_progress: bool = False,
+    ) -> GenerationResult:
+        """Encode → canvas → sample → decode, for the request's task; `req.draft` is left to the caller
+        (`Pipeline.draft` / `Pipeline.finalize`; the server renders its own preview)."""
+        prep = self.prepare(req)
+        job = _Job(self, req, prep, _Steps(progress), show_progress)
+        videos = TASK_FUNCTIONS[req.task](job)
+        metadata = self.metadata(req, prep.geometry, prep.steps, prep.guidance, prep.sampler)
+        if prep.inputs.notes:
+            metadata["notes"] = list(prep.inputs.notes)
+        return GenerationResult(videos, prep.geometry.fps, metadata, job.last_latent)
 
-    def run(self, req: GenerateRequest, progress: Callable[[int, int], None] | None = None,
-            show_progress: bool = False) -> GenerationResult:
-        geometry = self.validate(req)
-        steps, guidance, sampler = self._settings(req)
-        canvas = self.build_canvas(req, geometry)
-        cond = self.backend.encode_text([req.prompt] * req.batch, geometry.fps)
-        uncond = self.backend.encode_text([req.negative] * req.batch, geometry.fps)
-        tokens = math.prod(canvas.token_grid)
-        latent = sample(self.backend, canvas, self.noise(geometry, req.seed, req.batch), cond, uncond,
-                        steps=steps, guidance=guidance, sampler=sampler, shift=self.backend.time_shift(tokens),
-                        progress=progress, show_progress=show_progress)
-        video = self.backend.decode_latent(latent)[:, :, : geometry.frames]
-        metadata = self.metadata(req, geometry, steps, guidance, sampler)
-        return GenerationResult(to_uint8(video), geometry.fps, metadata, latent.cpu())
+    def draft(
+        self,
+        req: GenerateRequest,
+        progress: Callable[[int, int], None] | None = None,
+        show_progress: bool = False,
+    ) -> GenerationResult:
+        """A quick preview at half the size and a quarter of the steps; its latent is the state to finalize."""
+        g = self.validate(dataclasses.replace(req, draft=False))
+        if g.latent[0] > WINDOW_LATENTS:
+            raise UserError(f"--draft works for clips up to {self._window_seconds(g):g} s at {g.fps:g} fps")
+        m = self.backend.size_multiple
+        steps = self._settings(req)[0]
+        small = dataclasses.replace(
+            req,
+            aspect=None,
+            size=None,
+            draft=False,
+            frames=g.frames,
+            seconds=None,
+            fps=g.fps,
+            width=max(m, g.width // 2 // m * m),
+            height=max(m, g.height // 2 // m * m),
+            steps=max(2, steps // 4),
+        )
+        result = self.run(small, progress, show_progress)
+        result.metadata["draft"] = {
+            "final": {"width": g.width, "height": g.height, "steps": steps},
+            "strength": FINALIZE_STRENGTH,
+        }
+        return result
 
-    def metadata(self, req: GenerateRequest, geometry: Geometry, steps: int, guidance: Guidance, sampler: str) -> dict:
+    def finalize(
+        self,
+        req: GenerateRequest,
+        draft_latent: torch.Tensor,
+        strength: float = FINALIZE_STRENGTH,
+        progress: Callable[[int, int], None] | None = None,
+        show_progress: bool = False,
+    ) -> GenerationResult:
+        """Full resolution from a draft: upsample its latent, re-noise to `strength`, finish (SDEdit)."""
+        req = dataclasses.replace(req, draft=False, aspect=None, size=None)
+        prep = self.prepare(req)
+        g = prep.geometry
+        if (
+            draft_latent.ndim != 5
+            or draft_latent.shape[1] != self.backend.latent_channels
+            or draft_latent.shape[2] != g.latent[0]
+        ):
+            raise UserError(
+                f"draft latent {tuple(draft_latent.shape)} does not fit this model and a clip of "
+                f"{g.latent[0]} latent frames"
+            )
+        up = F.interpolate(draft_latent.float(), size=g.latent, mode="trilinear", align_corners=False)
+        job = _Job(self, req, prep, _Steps(progress), show_progress)
+        job.steps = max(1, round(prep.steps * strength))  # only the part of the schedule below `strength`
+        job.steps_counter.total = job.steps
+        canvas = edit(g.latent, up[0], strength, self.backend.patch)
+        latent = job.sample(canvas, [req.seed + i for i in range(req.batch)], up.shape[0])
+        videos = job.decode(latent)
+        metadata = self.metadata(req, g, prep.steps, prep.guidance, prep.sampler)
+        metadata["finalized_from_draft"] = {
+            "strength": strength,
+            "draft_latent_shape": list(draft_latent.shape),
+        }
+        return GenerationResult(videos, g.fps, metadata, latent.cpu())
+
+    def _window_seconds(self, g: Geometry) -> float:
+        return round((1 + (WINDOW_LATENTS - 1) * self.backend.time_factor) / g.fps, 2)
+
+    def metadata(
+        self, req: GenerateRequest, geometry: Geometry, steps: int, guidance: Guidance, sampler: str
+    ) -> dict:
         """Everything needed to reproduce the output (`cinegen generate --from out.json`)."""
         request = req.to_dict() | {
-            "width": geometry.width, "height": geometry.height, "frames": geometry.frames, "fps": geometry.fps,
-            "steps": steps, "guidance": guidance.text, "image_guidance": guidance.condition, "sampler": sampler,
-            "aspect": None, "size": None, "seconds": None,
+            "width": geometry.width,
+            "height": geometry.height,
+            "frames": geometry.frames,
+            "fps": geometry.fps,
+            "steps": steps,
+            "guidance": guidance.text,
+            "image_guidance": guidance.condition,
+            "sampler": sampler,
+            "aspect": None,
+            "size": None,
+            "seconds": None,
         }
         return {"cinegen": cinegen.__version__, "model": self.model_name, "request": request}
+
+
+# ----------------------------------------------------------------------------- one job's helpers
+
+
+class _Steps:
+    """Progress over all the sampler passes of one job (windows, shots), as (done, total) steps."""
+
+    def __init__(self, progress: Callable[[int, int], None] | None):
+        self.progress, self.done, self.total = progress, 0, 1
+
+    def callback(self) -> Callable[[int, int], None] | None:
+        if self.progress is None:
+            return None
+        base = self.done
+
+        def report(step: int, _steps: int) -> None:
+            self.done = base + step
+            self.progress(self.done, max(self.total, self.done))
+
+        return report
+
+
+class _Job:
+    """What every task needs: the model, the settings, the text contexts, encode/sample/decode."""
+
+    def __init__(
+        self, pipe: Pipeline, req: GenerateRequest, prep: Prepared, steps_counter: _Steps, show_progress: bool
+    ):
+        self.pipe, self.backend, self.req, self.prep = pipe, pipe.backend, req, prep
+        self.g, self.inputs = prep.geometry, prep.inputs
+        self.steps, self.guidance, self.sampler = prep.steps, prep.guidance, prep.sampler
+        self.steps_counter, self.show_progress = steps_counter, show_progress
+        self.f, self.patch = pipe.backend.time_factor, pipe.backend.patch
+        self.last_latent: torch.Tensor | None = None
+        self._contexts: dict[tuple[str, int], object] = {}
+
+    def passes(self, n: int) -> None:
+        self.steps_counter.total = n * self.steps
+
+    def context(self, prompt: str, batch: int = 1):
+        key = (prompt, batch)
+        if key not in self._contexts:
+            self._contexts[key] = self.backend.encode_text([prompt] * batch, self.g.fps)
+        return self._contexts[key]
+
+    # -- pixels <-> latents -----------------------------------------------------------------
+
+    def encode(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 (F, H, W, 3) at the output size -> latent (C, T, h, w) at the render size."""
+        return self.backend.encode_video(to_video_tensor(self._pad(frames)))[0]
+
+    def decode(self, latent: torch.Tensor) -> list[np.ndarray]:
+        self.last_latent = latent.cpu()
+        return [self._crop(v) for v in to_uint8(self.backend.decode_latent(latent))]
+
+    def _pad(self, frames: np.ndarray) -> np.ndarray:
+        (rw, rh), (w, h) = self.g.render, (self.g.width, self.g.height)
+        top, left = (rh - h) // 2, (rw - w) // 2
+        return np.pad(frames, ((0, 0), (top, rh - h - top), (left, rw - w - left), (0, 0)), mode="edge")
+
+    def _crop(self, frames: np.ndarray) -> np.ndarray:
+        (rw, rh), (w, h) = self.g.render, (self.g.width, self.g.height)
+        top, left = (rh - h) // 2, (rw - w) // 2
+        return np.ascontiguousarray(frames[:, top : top + h, left : left + w])
+
+    def still_latent(self, image: np.ndarray, last: bool) -> torch.Tensor:
+        """An image as latent frame 0 (a one-frame clip), or as a later latent frame (the image held
+        for `time_factor` frames), which is what a last frame looks like inside a clip."""
+        if not last:
+            return self.encode(image[None])[:, :1]
+        return self.encode(np.repeat(image[None], 1 + self.f, axis=0))[:, 1:2]
+
+    # -- sampling ---------------------------------------------------------------------------
+
+    def sample(
+        self,
+        canvas: Canvas,
+        seeds: list[int],
+        batch: int = 1,
+        prompt: str | None = None,
+        flow_edit: FlowEdit | None = None,
+    ) -> torch.Tensor:
+        prompt = self.req.prompt if prompt is None else prompt
+        tokens = math.prod(canvas.token_grid)
+        return sample(
+            self.backend,
+            canvas,
+            self.pipe._noise(canvas.shape, seeds),
+            self.context(prompt, batch),
+            self.context(self.req.negative, batch),
+            steps=self.steps,
+            guidance=self.guidance,
+            sampler=self.sampler,
+            shift=self.backend.time_shift(tokens),
+            progress=self.steps_counter.callback(),
+            show_progress=self.show_progress,
+            flow_edit=flow_edit,
+        )
+
+    def frames_of(self, latents: int) -> int:
+        return 1 + (latents - 1) * self.f
+
+    def window_seed(self, seed: int, window: int) -> int:
+        return (seed * 1_000_003 + 7919 * window) % 2**63 if window else seed
+
+    # -- windows: the building block of long video and extension ------------------------------
+
+    def continue_forward(
+        self,
+        video: np.ndarray,
+        new_frames: int,
+        seed: int,
+        prompt: str | None = None,
+        anchor: np.ndarray | None = None,
+        window0: int = 1,
+    ) -> np.ndarray:
+        """`video` followed by `new_frames` more, in windows that each know the recent past.
+
+        Each window encodes `1 + f·k` context frames (the last frames; with `anchor`, the anchor
+        frame then the last `f·k`) as k + 1 known latent frames and generates the rest: the causal
+        VAE makes latent 0 a one-frame latent, as in training, so the anchor fits exactly there.
+        """
+        k = min(CONTEXT_LATENTS, (len(video) - 1) // self.f)
+        n_max = WINDOW_LATENTS - k - 1
+        out, w = [video], window0
+        recent = video[-1 - self.f * k :]
+        while new_frames > 0:
+            context = recent if anchor is None else np.concatenate([anchor[None], recent[1:]])
+            n = min(n_max, -(-new_frames // self.f))
+            known = self.encode(context)
+            shape = (k + 1 + n, *known.shape[2:])
+            known = torch.cat([known, known.new_zeros(known.shape[0], n, *known.shape[2:])], dim=1)
+            canvas = keep_frames(shape, known, list(range(k + 1)), self.patch)
+            frames = self.decode(self.sample(canvas, [self.window_seed(seed, w)], prompt=prompt))[0]
+            new = frames[1 + self.f * k :][:new_frames]
+            out.append(new)
+            recent = np.concatenate([recent, new])[-1 - self.f * k :]
+            new_frames -= len(new)
+            w += 1
+        return np.concatenate(out)
+
+    def continue_backward(self, video: np.ndarray, new_frames: int, seed: int) -> np.ndarray:
+        """`new_frames` before `video`, window by window: the first latent frames of the clip sit at
+        the end of each window (latents 1..k of its first 1 + f·k frames), the new ones before them."""
+        k = min(CONTEXT_LATENTS, (len(video) - 1) // self.f)
+        n_max = WINDOW_LATENTS - k - 1
+        w = 1
+        while new_frames > 0:
+            n = min(n_max, -(-new_frames // self.f))
+            known = self.encode(video[: 1 + self.f * k])[:, 1:]
+            shape = (n + 1 + k, *known.shape[2:])
+            known = torch.cat([known.new_zeros(known.shape[0], n + 1, *known.shape[2:]), known], dim=1)
+            canvas = keep_frames(shape, known, list(range(n + 1, n + 1 + k)), self.patch)
+            frames = self.decode(self.sample(canvas, [self.window_seed(seed, w)]))[0]
+            # Frame f·n of the window stands where video[0] is: keep the given frame, not its copy.
+            new = frames[: self.f * n][-new_frames:]
+            video = np.concatenate([new, video])
+            new_frames -= len(new)
+            w += 1
+        return video
+
+    def bridge(
+        self, a: np.ndarray, b: np.ndarray, latents: int, seed: int, prompt: str | None = None
+    ) -> np.ndarray:
+        """The frames between the end of `a` and the start of `b` (f·latents − 1 of them): the tail of
+        `a` is the head of the canvas, the start of `b` its tail, the middle is generated."""
+        k = CONNECT_CONTEXT_LATENTS
+        head = self.encode(a[-1 - self.f * k :])
+        tail = self.encode(b[: 1 + self.f * k])[:, 1:]
+        middle = head.new_zeros(head.shape[0], latents, *head.shape[2:])
+        known = torch.cat([head, middle, tail], dim=1)
+        canvas = keep_ends(tuple(known.shape[1:]), known, k + 1, k, self.patch)
+        frames = self.decode(self.sample(canvas, [seed], prompt=prompt))[0]
+        # The last generated frame stands where b[0] is; b itself follows.
+        return frames[1 + self.f * k : 1 + self.f * k + self.f * latents - 1]
+
+
+# ----------------------------------------------------------------------------- the tasks
+
+
+def task_generate(job: _Job) -> list[np.ndarray]:
+    """Text (+ first / last image) → video; longer than one window: windows with an anchor."""
+    if job.prep.shots is not None:
+        return [storyboard(job, job.req.seed + i) for i in range(job.req.batch)]
+    g, inputs = job.g, job.inputs
+    if g.latent[0] <= WINDOW_LATENTS:
+        job.passes(1)
+        latent = job.sample(
+            first_window_canvas(job, g.latent),
+            [job.req.seed + i for i in range(job.req.batch)],
+            job.req.batch,
+        )
+        return [v[: g.frames] for v in job.decode(latent)]
+    if inputs.last_image is not None:
+        raise UserError(
+            f"--last-image works for clips up to {job.pipe._window_seconds(g):g} s at {g.fps:g} fps"
+        )
+    job.passes(job.req.batch * long_video_passes(job, g.frames))
+    return [long_video(job, job.req.prompt, g.frames, job.req.seed + i) for i in range(job.req.batch)]
+
+
+def first_window_canvas(job: _Job, shape: tuple[int, int, int]) -> Canvas:
+    first, last = job.inputs.image, job.inputs.last_image
+    if first is None and last is None:
+        return text_to_video(shape, job.patch)
+    if last is not None and shape[0] < (3 if first is not None else 2):
+        raise UserError(
+            f"--last-image needs a clip of at least {job.frames_of(3 if first is not None else 2)} frames"
+        )
+    known = torch.zeros(job.backend.latent_channels, *shape)
+    frames = []
+    if first is not None:
+        known[:, :1] = job.still_latent(first, last=False)
+        frames.append(0)
+    if last is not None:
+        known[:, -1:] = job.still_latent(last, last=True)
+        frames.append(shape[0] - 1)
+    return keep_frames(shape, known, frames, job.patch)
+
+
+def long_video_passes(job: _Job, frames: int) -> int:
+    per_window = job.f * (WINDOW_LATENTS - CONTEXT_LATENTS - 1)
+    return 1 + -(-(frames - job.frames_of(WINDOW_LATENTS)) // per_window)
+
+
+def long_video(job: _Job, prompt: str, frames: int, seed: int) -> np.ndarray:
+    """One window, then windows conditioned on the last frames and on the first frame (the anchor),
+    so colors, shapes and the scene hold; decoded window by window, so memory stays flat."""
+    shape = (min(WINDOW_LATENTS, 1 + (frames - 1) // job.f), *job.g.latent[1:])
+    first = job.decode(job.sample(first_window_canvas(job, shape), [seed], prompt=prompt))[0]
+    if len(first) >= frames:
+        return first[:frames]
+    return job.continue_forward(first, frames - len(first), seed, prompt=prompt, anchor=first[0])
+
+
+def storyboard(job: _Job, seed: int) -> np.ndarray:
+    """Shots one after another with cuts between them; the same seed for every shot, so an object
+    described the same way in two shots is drawn from the same noise."""
+    shots = job.prep.shots
+    lengths = [1 + job.f * max(1, round((s.seconds * job.g.fps - 1) / job.f)) for s in shots]
+    job.passes(sum(long_video_passes(job, n) if n > job.frames_of(WINDOW_LATENTS) else 1 for n in lengths))
+    return np.concatenate([long_video(job, s.prompt, n, seed) for s, n in zip(shots, lengths, strict=True)])
+
+
+def source_latents(job: _Job, video: np.ndarray, cap: int) -> np.ndarray:
+    """The source trimmed to 1 + f·k frames (at most `cap` latent frames), with a note if cut."""
+    if job.req.frames is not None or job.req.seconds is not None:
+        keep = min(len(video), job.g.frames)
+    else:
+        keep = len(video)
+    keep = min(job.frames_of(cap), 1 + (keep - 1) // job.f * job.f)
+    if keep < len(video):
+        job.inputs.notes.append(
+            f"video has {len(video)} frames; using the first {keep} (1 + {job.f}k, at most "
+            f"{job.frames_of(cap)})"
+        )
+    return video[:keep]
+
+
+def task_edit(job: _Job) -> list[np.ndarray]:
+    """SDEdit restyle; FlowEdit with a source prompt; with a mask only the white region changes."""
+    inputs = job.inputs
+    source = source_latents(job, inputs.video, MAX_CANVAS_LATENTS)
+    latent = job.encode(source)
+    shape = tuple(latent.shape[1:])
+    white = inputs.mask[: len(source)] if inputs.mask is not None else None
+    if white is None:
+        strength = job.req.strength if job.req.strength is not None else EDIT_STRENGTH
+        canvas = edit(shape, latent, strength, job.patch)
+    else:
+        strength = job.req.strength if job.req.strength is not None else 1.0
+        cell = job.backend.spatial_factor * job.patch
+        keep = pixel_mask_to_tokens(torch.from_numpy(job._pad(white[..., None])[..., 0]), job.f, cell)
+        canvas = region_edit(shape, latent, keep, job.patch, strength)
+    flow_edit = None
+    if job.req.source_prompt:
+        if canvas.init is None:
+            canvas = dataclasses.replace(canvas, init=latent, strength=1.0)
+        flow_edit = FlowEdit(job.context(job.req.source_prompt, job.req.batch), seed=job.req.seed)
+    job.passes(1)
+    videos = job.decode(
+        job.sample(
+            canvas, [job.req.seed + i for i in range(job.req.batch)], job.req.batch, flow_edit=flow_edit
+        )
+    )
+    if white is None:
+        return videos
+    # Outside the mask the source comes back exactly: the latent is only an approximation of it.
+    return [np.where(white[..., None], v, source) for v in videos]
+
+
+def task_extend(job: _Job) -> list[np.ndarray]:
+    """The clip, then `seconds` more after its end (or before its start, `backward`)."""
+    video = job.inputs.video
+    new_frames = job.g.frames - 1
+    per_window = job.f * (WINDOW_LATENTS - CONTEXT_LATENTS - 1)
+    job.passes(job.req.batch * -(-new_frames // per_window))
+    out = []
+    for i in range(job.req.batch):
+        if job.req.backward:
+            out.append(job.continue_backward(video, new_frames, job.req.seed + i))
+        else:
+            out.append(job.continue_forward(video, new_frames, job.req.seed + i))
+    return out
+
+
+def task_connect(job: _Job) -> list[np.ndarray]:
+    """A, a generated transition of about `seconds`, then B."""
+    a, b = job.inputs.video, job.inputs.video_b
+    latents = job.g.latent[0] - 1
+    limit = MAX_CANVAS_LATENTS - 2 * CONNECT_CONTEXT_LATENTS - 1
+    if latents > limit:
+        raise UserError(
+            f"a transition of {job.g.frames - 1} frames is too long; at most "
+            f"{job.f * limit - 1} frames ({(job.f * limit - 1) / job.g.fps:.1f} s at {job.g.fps:g} fps)"
+        )
+    job.passes(job.req.batch)
+    return [np.concatenate([a, job.bridge(a, b, latents, job.req.seed + i), b]) for i in range(job.req.batch)]
+
+
+def task_loop(job: _Job) -> list[np.ndarray]:
+    """Text: a canvas on circular time. Video: the clip, then a bridge from its end back to its start."""
+    g, video = job.g, job.inputs.video
+    job.passes(job.req.batch)
+    if video is None:
+        if g.latent[0] > MAX_CANVAS_LATENTS:
+            raise UserError(
+                f"loops are at most {job.frames_of(MAX_CANVAS_LATENTS)} frames "
+                f"({job.frames_of(MAX_CANVAS_LATENTS) / g.fps:.1f} s at {g.fps:g} fps)"
+            )
+        if g.latent[0] < 2:
+            raise UserError("a loop needs at least 2 latent frames (frames >= 5)")
+        latent = job.sample(
+            loop(g.latent, job.patch), [job.req.seed + i for i in range(job.req.batch)], job.req.batch
+        )
+        return [v[: g.frames] for v in job.decode(latent)]
+    source = source_latents(job, video, MAX_CANVAS_LATENTS)
+    if len(source) < 1 + job.f * CONNECT_CONTEXT_LATENTS:
+        raise UserError(f"--video needs at least {1 + job.f * CONNECT_CONTEXT_LATENTS} frames to loop")
+    latents = max(1, round(LOOP_BRIDGE_SHARE * (len(source) - 1) / job.f))
+    return [
+        np.concatenate([source, job.bridge(source, source, latents, job.req.seed + i)])
+        for i in range(job.req.batch)
+    ]
+
+
+TASK_FUNCTIONS: dict[str, Callable[[_Job], list[np.ndarray]]] = {
+    "generate": task_generate,
+    "edit": task_edit,
+    "extend": task_extend,
+    "connect": task_connect,
+    "loop": task_loop,
+}

@@ -41,14 +41,28 @@ def concat_contexts(contexts: list[Any]) -> Any:
 
 
 @dataclasses.dataclass
+class FlowEdit:
+    """Inversion-free editing: the source prompt's context and a seed for the per-step noise."""
+
+    source_cond: Any
+    seed: int = 0
+
+
+@dataclasses.dataclass
 class Guidance:
     text: float = 1.0  # classifier-free guidance on the prompt
     condition: float = 1.0  # guidance on the known part of the canvas (image, clip ends)
 
 
 def guided_velocity(
-    model: Denoiser, canvas: Canvas, x: torch.Tensor, t: float, known_noisy: torch.Tensor | None,
-    cond: Any, uncond: Any, guidance: Guidance,
+    model: Denoiser,
+    canvas: Canvas,
+    x: torch.Tensor,
+    t: float,
+    known_noisy: torch.Tensor | None,
+    cond: Any,
+    uncond: Any,
+    guidance: Guidance,
 ) -> torch.Tensor:
     """Velocity at `x` (B, C, T, H, W) and time t, combining up to three branches:
     v = v(∅, ∅) + g_c·(v(∅, c) − v(∅, ∅)) + g_t·(v(text, c) − v(∅, c))  (InstructPix2Pix, arXiv 2211.09800)."""
@@ -71,7 +85,8 @@ def guided_velocity(
     branches.append((x_cond, t_cond, cond))
 
     v_all = model.velocity(
-        torch.cat([br[0] for br in branches]), torch.cat([br[1] for br in branches]),
+        torch.cat([br[0] for br in branches]),
+        torch.cat([br[1] for br in branches]),
         concat_contexts([br[2] for br in branches]),
     ).chunk(len(branches))
     if len(branches) == 1:
@@ -100,8 +115,13 @@ def sample(
     shift: float = 1.0,
     progress: ProgressFn | None = None,
     show_progress: bool = False,
+    flow_edit: FlowEdit | None = None,
 ) -> torch.Tensor:
-    """Fill in the canvas; returns the clean latent (B, C, T, H, W)."""
+    """Fill in the canvas; returns the clean latent (B, C, T, H, W).
+
+    With `flow_edit`, `canvas.init` is the source latent and the trajectory starts at the source
+    itself (no inversion), moving by the difference of the target and source velocities.
+    """
     assert sampler in SAMPLERS, f"sampler {sampler!r} not in {SAMPLERS}"
     start = canvas.strength if canvas.init is not None else 1.0
     family_schedule = getattr(model, "schedule", None)
@@ -114,16 +134,34 @@ def sample(
     known = canvas.known.to(noise) if canvas.known is not None else None
     known_noisy = add_noise(known, noise, canvas.t_floor) if known is not None else None
     cell_mask = canvas.cell_mask().to(noise.device).bool()
+    if flow_edit is not None:
+        assert init is not None, "FlowEdit needs the source latent as canvas.init"
+        x = init.expand_as(noise).clone()
+
+    def guided(x_at: torch.Tensor, t: float, step: int) -> torch.Tensor:
+        if flow_edit is None:
+            return guided_velocity(model, canvas, x_at, t, known_noisy, cond, uncond, guidance)
+        # FlowEdit (Kulikov et al., arXiv 2412.08629): noise the source afresh each step, move the
+        # edit by v(target | z_src + edit − source) − v(source prompt | z_src). Same noise within a step.
+        eps = torch.randn(noise.shape, generator=torch.Generator().manual_seed(flow_edit.seed + step)).to(
+            noise
+        )
+        z_src = add_noise(init, eps, t)
+        v_tar = guided_velocity(model, canvas, x_at + z_src - init, t, known_noisy, cond, uncond, guidance)
+        return v_tar - guided_velocity(
+            model, canvas, z_src, t, known_noisy, flow_edit.source_cond, uncond, guidance
+        )
 
     def velocity(x_at: torch.Tensor, t: float, step: int) -> torch.Tensor:
         if not canvas.wrap:
-            return guided_velocity(model, canvas, x_at, t, known_noisy, cond, uncond, guidance)
+            return guided(x_at, t, step)
         # Seamless loop: roll the time axis by a different amount each step so the seam between
         # the last and first frame is an interior position for most of the trajectory.
         k = step % canvas.shape[0]
         rolled = dataclasses.replace(canvas, known=_roll(canvas.known, k, 1), mask=_roll(canvas.mask, k, 0))
-        v = guided_velocity(model, rolled, torch.roll(x_at, k, dims=2), t, _roll(known_noisy, k, 2),
-                            cond, uncond, guidance)
+        v = guided_velocity(
+            model, rolled, torch.roll(x_at, k, dims=2), t, _roll(known_noisy, k, 2), cond, uncond, guidance
+        )
         return torch.roll(v, -k, dims=2)
 
     bar = tqdm(total=steps, desc="denoising", unit="step", disable=not show_progress, leave=False)

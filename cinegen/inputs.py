@@ -1,0 +1,177 @@
+"""Task inputs at the edge of the pipeline: read the user's images, videos, masks and
+storyboards, check them, and fit them to the output size.
+
+Everything here works on uint8 frames `(F, H, W, 3)` (numpy, as `cinegen.media` returns them)
+and raises `UserError` with one line naming the file and what is allowed. Fitting says what it
+did in `notes`, so a resize or crop is never silent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cinegen.errors import UserError
+from cinegen.media import read_image, read_video
+
+ASPECT_TOLERANCE = 0.05  # an image may differ this much in aspect from the video (rounding to 16 px)
+MAX_SHOTS = 50
+
+
+@dataclass
+class Shot:
+    prompt: str
+    seconds: float
+
+
+@dataclass
+class Inputs:
+    """Decoded task inputs, before fitting (sizes as the user gave them)."""
+
+    image: np.ndarray | None = None  # (H, W, 3)
+    last_image: np.ndarray | None = None
+    video: np.ndarray | None = None  # (F, H, W, 3)
+    video_fps: float | None = None
+    video_b: np.ndarray | None = None
+    mask: np.ndarray | None = None  # (F, H, W) bool, True = regenerate (white)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def source_size(self) -> tuple[int, int] | None:
+        """(width, height) of the first given image or video: the output follows it by default."""
+        for media in (self.video, self.image, self.last_image):
+            if media is not None:
+                return media.shape[-2], media.shape[-3]
+        return None
+
+
+def read_source_video(path: str, role: str, min_frames: int, max_frames: int) -> tuple[np.ndarray, float]:
+    frames, fps = read_video(path, max_frames=max_frames)
+    if len(frames) < min_frames:
+        raise UserError(
+            f"{role} {path!r} has {len(frames)} frame(s); at least {min_frames} "
+            f"(one latent frame after the first) are needed"
+        )
+    return frames, fps
+
+
+def read_mask(path: str, like: np.ndarray) -> np.ndarray:
+    """A black/white mask image or video of exactly the source's size: True where white (regenerate)."""
+    frames, _ = read_video(path, max_frames=len(like))
+    h, w = like.shape[1:3]
+    if frames.shape[1:3] != (h, w):
+        raise UserError(
+            f"mask {path!r} is {frames.shape[2]}x{frames.shape[1]}; it must be {w}x{h} like the video"
+        )
+    if len(frames) not in (1, len(like)):
+        raise UserError(
+            f"mask {path!r} has {len(frames)} frames; it must be one image or {len(like)} frames "
+            "like the video"
+        )
+    white = frames.mean(axis=-1) >= 128
+    if len(white) == 1:
+        white = np.repeat(white, len(like), axis=0)
+    if not white.any():
+        raise UserError(f"mask {path!r} has no white pixels: nothing to regenerate")
+    return white
+
+
+def read_storyboard(path: str | Path) -> list[Shot]:
+    """A JSON list of shots `[{"prompt": "...", "seconds": 3}, ...]`; cuts between shots."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"storyboard {str(path)!r} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"storyboard {str(path)!r} is not JSON") from None
+    return parse_storyboard(data, str(path))
+
+
+def parse_storyboard(data, where: str = "storyboard") -> list[Shot]:
+    if isinstance(data, dict) and "shots" in data:
+        data = data["shots"]
+    if not isinstance(data, list) or not 1 <= len(data) <= MAX_SHOTS:
+        raise UserError(
+            f"{where} must be a list of 1..{MAX_SHOTS} shots like "
+            '{"prompt": "a red ball moves right", "seconds": 3}'
+        )
+    shots = []
+    for i, shot in enumerate(data):
+        if isinstance(shot, Shot):
+            shots.append(shot)
+            continue
+        ok = (
+            isinstance(shot, dict)
+            and set(shot) <= {"prompt", "seconds"}
+            and isinstance(shot.get("prompt"), str)
+        )
+        seconds = shot.get("seconds", 2.0) if isinstance(shot, dict) else None
+        if not ok or not shot["prompt"].strip() or not isinstance(seconds, int | float) or not seconds > 0:
+            raise UserError(
+                f'{where} shot {i} must be {{"prompt": non-empty text, "seconds": > 0}}, got {shot!r}'
+            )
+        shots.append(Shot(shot["prompt"], float(seconds)))
+    return shots
+
+
+# ----------------------------------------------------------------------------- fitting
+
+
+def fit_frames(frames: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize to cover `width x height` keeping the aspect, then center-crop. (F, H, W, C) uint8 or bool."""
+    h, w = frames.shape[1:3]
+    if (w, h) == (width, height):
+        return frames
+    scale = max(width / w, height / h)
+    rw, rh = max(width, round(w * scale)), max(height, round(h * scale))
+    top, left = (rh - height) // 2, (rw - width) // 2
+    is_bool = frames.dtype == bool
+    out = []
+    for f in frames:
+        img = Image.fromarray(f.astype(np.uint8) * 255 if is_bool else f)
+        resample = Image.NEAREST if is_bool else Image.BICUBIC
+        img = img.resize((rw, rh), resample).crop((left, top, left + width, top + height))
+        out.append(np.asarray(img) > 127 if is_bool else np.asarray(img))
+    return np.stack(out)
+
+
+def fit_note(role: str, frames: np.ndarray, width: int, height: int) -> str | None:
+    h, w = frames.shape[1:3]
+    if (w, h) == (width, height):
+        return None
+    cropped = abs(w / h - width / height) > 1e-3
+    return f"{role} {w}x{h} resized{' and center-cropped' if cropped else ''} to {width}x{height}"
+
+
+def check_image_aspect(role: str, path: str, image: np.ndarray, width: int, height: int) -> None:
+    """An image for image→video must have the video's aspect (up to rounding to the size multiple)."""
+    h, w = image.shape[:2]
+    if abs(np.log((w / h) / (width / height))) > ASPECT_TOLERANCE:
+        raise UserError(
+            f"{role} {path!r} is {w}x{h} (aspect {w / h:.3f}) but the video is {width}x{height} "
+            f"(aspect {width / height:.3f}); give an image of the same aspect or leave out "
+            "--width/--height/--aspect"
+        )
+
+
+def load(req, min_frames: int, max_frames: int) -> Inputs:
+    """Read every file the request names (checked by decoding, bounded in size)."""
+    inputs = Inputs()
+    if req.image:
+        inputs.image = read_image(req.image)
+    if req.last_image:
+        inputs.last_image = read_image(req.last_image)
+    if req.video:
+        inputs.video, inputs.video_fps = read_source_video(req.video, "video", min_frames, max_frames)
+    if req.video_b:
+        inputs.video_b, _ = read_source_video(req.video_b, "second video", min_frames, max_frames)
+    if req.mask:
+        if inputs.video is None:
+            raise UserError("--mask needs a source video to edit")
+        inputs.mask = read_mask(req.mask, inputs.video)
+    return inputs

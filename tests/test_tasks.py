@@ -1,0 +1,306 @@
+"""Every canvas task on the tiny random model: given frames kept exactly, lengths, windows, errors."""
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from cinegen.canvas import edit, pixel_mask_to_tokens
+from cinegen.cli import main
+from cinegen.errors import UserError
+from cinegen.media import read_video, write_video
+from cinegen.pipeline import WINDOW_LATENTS, GenerateRequest, Pipeline
+from cinegen.sampling import FlowEdit, sample
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_model_dir):
+    return Pipeline.load(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def clips(pipe, tmp_path_factory):
+    """A 9-frame source clip, a different 13-frame clip, and a still image, all 32x32."""
+    folder = tmp_path_factory.mktemp("clips")
+    a = pipe.run(GenerateRequest("a red ball moves right", frames=9, seed=1)).frames
+    b = pipe.run(GenerateRequest("a blue square moves up", frames=13, seed=2)).frames
+    write_video(folder / "a.mp4", a, 8)
+    write_video(folder / "b.mp4", b, 8)
+    write_video(folder / "img.png", a[0], 8)
+    write_video(folder / "wide.png", np.zeros((32, 64, 3), np.uint8), 8)
+    return folder
+
+
+def src(clips, name):
+    return read_video(clips / name)[0]
+
+
+class Spy:
+    """Wraps a backend and records the latent shape of every velocity call."""
+
+    def __init__(self, backend):
+        self.backend, self.shapes = backend, []
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+    def velocity(self, latent, t_tokens, context):
+        self.shapes.append(tuple(latent.shape))
+        return self.backend.velocity(latent, t_tokens, context)
+
+
+def test_image_to_video_keeps_the_first_latent_frame_and_ends_on_the_last_image(pipe, clips):
+    req = GenerateRequest(
+        "a red ball", image=str(clips / "img.png"), last_image=str(clips / "img.png"), frames=13
+    )
+    result = pipe.run(req)
+    assert result.frames.shape == (13, 32, 32, 3)
+    image = read_video(clips / "img.png")[0]
+    first = pipe.backend.encode_video(torch.from_numpy(image.copy()).permute(3, 0, 1, 2)[None].float() / 127.5 - 1)
+    torch.testing.assert_close(result.latents[0, :, :1], first[0].cpu())
+    held = pipe.backend.encode_video(
+        torch.from_numpy(np.repeat(image, 5, 0)).permute(3, 0, 1, 2)[None] / 127.5 - 1
+    )
+    torch.testing.assert_close(result.latents[0, :, -1:], held[0, :, 1:2].cpu())
+
+
+def test_image_of_another_aspect_is_refused_unless_the_size_follows_it(pipe, clips):
+    with pytest.raises(UserError, match="aspect"):
+        pipe.validate(GenerateRequest("x", image=str(clips / "wide.png"), width=32, height=32))
+    g = pipe.validate(GenerateRequest("x", image=str(clips / "wide.png")))
+    assert g.width / g.height == 2
+
+
+@pytest.mark.parametrize("backward", [False, True])
+def test_extend_keeps_the_clip_exactly_and_adds_the_asked_length(pipe, clips, backward):
+    source = src(clips, "a.mp4")
+    out = pipe.run(
+        GenerateRequest("a red ball", task="extend", video=str(clips / "a.mp4"), seconds=3, backward=backward)
+    ).frames
+    assert len(out) == len(source) + 24  # 3 s at 8 fps = 1 + 4·6 frames -> 24 new
+    kept = out[-len(source) :] if backward else out[: len(source)]
+    assert np.array_equal(kept, source)
+
+
+def test_connect_is_a_then_transition_then_b(pipe, clips):
+    a, b = src(clips, "a.mp4"), src(clips, "b.mp4")
+    out = pipe.run(
+        GenerateRequest(
+            "x", task="connect", video=str(clips / "a.mp4"), video_b=str(clips / "b.mp4"), seconds=1
+        )
+    ).frames
+    assert len(out) == len(a) + 7 + len(b)  # 1 s = 2 latent frames -> 4·2 − 1 frames between
+    assert np.array_equal(out[: len(a)], a) and np.array_equal(out[-len(b) :], b)
+
+
+def test_text_loop_runs_on_circular_time(pipe, monkeypatch):
+    spy = Spy(pipe.backend)
+    looped = Pipeline(spy, pipe.defaults, pipe.model_name)
+    rolled = []
+    real_roll = torch.roll
+    monkeypatch.setattr(torch, "roll", lambda x, k, dims: rolled.append(k) or real_roll(x, k, dims))
+    out = looped.run(GenerateRequest("a red ball spins", task="loop", frames=17)).frames
+    assert out.shape == (17, 32, 32, 3)
+    assert len(set(rolled)) > 1  # the seam moved between steps
+
+
+def test_video_loop_starts_with_the_clip_and_bridges_back(pipe, clips):
+    b = src(clips, "b.mp4")
+    out = pipe.run(GenerateRequest("", task="loop", video=str(clips / "b.mp4"))).frames
+    assert np.array_equal(out[: len(b)], b) and len(out) == len(b) + 3  # bridge of one latent frame
+
+
+def test_mask_edit_keeps_outside_exactly_and_changes_inside(pipe, clips, tmp_path):
+    source = src(clips, "a.mp4")
+    mask = np.zeros((32, 32, 3), np.uint8)
+    mask[:, 16:] = 255  # regenerate the right half
+    write_video(tmp_path / "mask.png", mask, 8)
+    out = pipe.run(
+        GenerateRequest(
+            "a blue ball", task="edit", video=str(clips / "a.mp4"), mask=str(tmp_path / "mask.png")
+        )
+    ).frames
+    assert out.shape == source.shape
+    assert np.array_equal(out[:, :, :16], source[:, :, :16])
+    assert not np.array_equal(out[:, :, 16:], source[:, :, 16:])
+
+
+def test_edit_strength_changes_less_at_low_strength(pipe, clips):
+    source = src(clips, "a.mp4").astype(float)
+    diffs = []
+    for strength in (0.2, 1.0):
+        out = pipe.run(
+            GenerateRequest("a blue ball", task="edit", video=str(clips / "a.mp4"), strength=strength)
+        )
+        diffs.append(np.abs(out.frames - source).mean())
+    assert diffs[0] < diffs[1]
+
+
+def test_flow_edit_with_the_source_prompt_returns_the_source():
+    """v(target | z_src + x − src) − v(source | z_src) is 0 when the prompts match and x = src."""
+
+    @dataclass
+    class Ctx:
+        scale: torch.Tensor
+
+    class Field:
+        def velocity(self, latent, t_tokens, context):
+            t = t_tokens.repeat_interleave(2, -2).repeat_interleave(2, -1)[:, None]
+            return latent * context.scale.view(-1, 1, 1, 1, 1) + t
+
+    source = torch.randn(3, 2, 4, 4)
+    ctx = Ctx(torch.tensor([0.7]))
+    out = sample(
+        Field(),
+        edit((2, 4, 4), source, 0.8),
+        torch.randn(1, 3, 2, 4, 4),
+        ctx,
+        ctx,
+        steps=4,
+        flow_edit=FlowEdit(ctx, seed=3),
+    )
+    torch.testing.assert_close(out[0], source)
+    moved = sample(
+        Field(),
+        edit((2, 4, 4), source, 0.8),
+        torch.randn(1, 3, 2, 4, 4),
+        Ctx(torch.tensor([1.5])),
+        ctx,
+        steps=4,
+        flow_edit=FlowEdit(ctx, seed=3),
+    )
+    assert not torch.allclose(moved[0], source)
+
+
+def test_long_video_runs_in_bounded_windows(pipe):
+    spy = Spy(pipe.backend)
+    long = Pipeline(spy, pipe.defaults, pipe.model_name)
+    out = long.run(GenerateRequest("a red ball moves right", seconds=10)).frames
+    assert len(out) == 81
+    assert max(s[2] for s in spy.shapes) == WINDOW_LATENTS  # never more than one window at once
+    assert len(spy.shapes) > 3 * pipe.defaults.steps  # several windows
+
+
+def test_storyboard_concatenates_shots(pipe):
+    shots = [{"prompt": "a red ball", "seconds": 1}, {"prompt": "a blue square", "seconds": 2}]
+    out = pipe.run(GenerateRequest("", storyboard=shots)).frames
+    assert len(out) == 9 + 17
+
+
+def test_pixel_mask_to_tokens_keeps_only_untouched_tokens():
+    white = torch.zeros(9, 8, 8, dtype=torch.bool)
+    white[5, 0, 7] = True  # one pixel in latent frame 2 (video frames 5..8), token (0, 1) at cell 4
+    keep = pixel_mask_to_tokens(white, 4, 4)
+    assert keep.shape == (3, 2, 2)
+    assert keep[2, 0, 1] == 0 and keep.sum() == 11
+
+
+def test_1080_is_rendered_at_1088_and_cropped(pipe):
+    g = pipe.geometry(GenerateRequest("x", width=1920, height=1080, frames=1))
+    assert (g.width, g.height, g.render) == (1920, 1080, (1920, 1088))
+    out = pipe.run(GenerateRequest("x", width=40, height=24, frames=1)).frames  # 40 = 5·8
+    assert out.shape == (1, 24, 40, 3)
+
+
+def test_draft_then_finalize_cli(tiny_model_dir, tmp_path):
+    draft = tmp_path / "draft.mp4"
+    assert (
+        main(
+            [
+                "generate",
+                "a red ball",
+                "--draft",
+                "--width",
+                "64",
+                "--height",
+                "64",
+                "--frames",
+                "5",
+                "--model",
+                str(tiny_model_dir),
+                "-o",
+                str(draft),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    assert read_video(draft)[0].shape == (5, 32, 32, 3)
+    record = json.loads(draft.with_suffix(".json").read_text())
+    assert (tmp_path / record["draft"]["latent"]).is_file()
+    final = tmp_path / "final.mp4"
+    assert (
+        main(
+            [
+                "finalize",
+                str(draft.with_suffix(".json")),
+                "--model",
+                str(tiny_model_dir),
+                "-o",
+                str(final),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    assert read_video(final)[0].shape == (5, 64, 64, 3)
+
+
+@pytest.mark.parametrize("name", ["edit", "extend", "connect", "loop"])
+def test_task_commands_write_outputs(tiny_model_dir, clips, tmp_path, name):
+    args = {
+        "edit": ["edit", str(clips / "a.mp4"), "a blue ball", "--strength", "0.5"],
+        "extend": ["extend", str(clips / "a.mp4"), "a red ball", "--seconds", "1", "--backward"],
+        "connect": ["connect", str(clips / "a.mp4"), str(clips / "b.mp4"), "x", "--seconds", "1"],
+        "loop": ["loop", "--video", str(clips / "a.mp4")],
+    }[name]
+    out = tmp_path / "out.mp4"
+    assert main([*args, "--model", str(tiny_model_dir), "-o", str(out), "-q"]) == 0
+    assert read_video(out)[0].shape[1:] == (32, 32, 3)
+    assert json.loads(out.with_suffix(".json").read_text())["request"]["task"] == name
+
+
+def _bad_inputs(clips, tmp_path):
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00 ftypisom not really a video")
+    short = tmp_path / "short.mp4"
+    write_video(short, np.zeros((3, 32, 32, 3), np.uint8), 8)
+    small_mask = tmp_path / "mask.png"
+    write_video(small_mask, np.full((16, 16, 3), 255, np.uint8), 8)
+    a = str(clips / "a.mp4")
+    return {
+        "aspect": ["generate", "x", "--image", str(clips / "wide.png"), "--width", "32", "--height", "32"],
+        "short": ["extend", str(short), "x"],
+        "mask": ["edit", a, "x", "--mask", str(small_mask)],
+        "corrupt": ["edit", str(corrupt), "x"],
+        "four_hours": ["generate", "x", "--seconds", str(4 * 3600)],
+        "strength": ["edit", a, "x", "--strength", "1.5"],
+        "storyboard": ["generate", "--storyboard", str(corrupt)],
+        "finalize": ["finalize", str(corrupt)],
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["aspect", "short", "mask", "corrupt", "four_hours", "strength", "storyboard", "finalize"]
+)
+def test_bad_input_one_line_exit_2_nothing_written(tiny_model_dir, clips, tmp_path, capsys, case):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    args = _bad_inputs(clips, inputs)[case]
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    assert main([*args, "--model", str(tiny_model_dir), "-o", str(outdir / "x.mp4")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cinegen: error:"), lines
+    assert list(outdir.iterdir()) == []
+
+
+def test_server_task_fields_run_through_pipeline_run(pipe, clips):
+    """The server sends task + file fields of GenerateRequest and calls Pipeline.run."""
+    for task, extra in (("edit", {"strength": 0.6}), ("extend", {}), ("loop", {})):
+        out = pipe.run(
+            GenerateRequest("a blue ball", task=task, video=str(clips / "a.mp4"), seconds=1, **extra)
+        )
+        assert out.frames.ndim == 4

@@ -271,11 +271,7 @@ def test_follow_ups_build_on_a_finished_video(alice: httpx.Client) -> None:
         assert job["task"] == task and job["remixed_from_video_id"] == source["id"]
         assert job["seconds"] == 1 and job["size"] == "64x64"
         end = wait_for(alice, job["id"])
-        if end["status"] == "failed":
-            # Until the pipeline gains these tasks (issue 5) the engine refuses them as bad input.
-            assert end["error"]["code"] == "invalid_input" and "task" in end["error"]["message"], end
-        else:
-            assert end["status"] == "completed", end
+        assert end["status"] == "completed", end
 
 
 # ----------------------------------------------------------------------------- bad input: always 4xx JSON

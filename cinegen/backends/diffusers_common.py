@@ -40,6 +40,29 @@ class TextContext:
     fps: torch.Tensor  # (B,)
 
 
+class LazyTextContext(TextContext):
+    """A TextContext that runs the text encoder only when a field is first read.
+
+    The pipeline encodes the negative prompt for every job; at guidance 1 the sampler never
+    reads it, so its encoder pass is skipped. Built from keywords (as `concat_contexts` does)
+    it is an ordinary context."""
+
+    def __init__(self, compute=None, **values):
+        if compute is None:
+            super().__init__(**values)
+        else:
+            object.__setattr__(self, "_compute", compute)
+
+    def __getattr__(self, name: str):  # only reached while the fields are not yet set
+        compute = self.__dict__.get("_compute")
+        if compute is None or name not in ("embeds", "mask", "fps"):
+            raise AttributeError(name)
+        ctx = compute()
+        self.embeds, self.mask, self.fps = ctx.embeds, ctx.mask, ctx.fps
+        del self.__dict__["_compute"]
+        return getattr(self, name)
+
+
 @dataclass
 class Timings:
     """Seconds spent per part since the last `reset`, for the benchmark's breakdown."""
@@ -190,7 +213,11 @@ class DiffusersBackend:
 
     def encode_text(self, prompts: list[str], fps: float) -> TextContext:
         """Each distinct prompt is encoded once (a batch of variations shares one embedding) and the
-        last few are kept, so a negative prompt or a repeated job costs nothing."""
+        last few are kept, so a negative prompt or a repeated job costs nothing. The encoder runs
+        when the sampler first reads the context (never for a branch guidance 1 skips)."""
+        return LazyTextContext(lambda: self._encode_text_now(list(prompts), fps))
+
+    def _encode_text_now(self, prompts: list[str], fps: float) -> TextContext:
         with self.timings.part("text_encoder"):
             missing = list(dict.fromkeys(p for p in prompts if p not in self._text_cache))
             if missing:

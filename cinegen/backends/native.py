@@ -33,8 +33,15 @@ class NativeContext:
 
 
 class NativeBackend:
-    def __init__(self, config: ModelConfig, vae: CausalVAE, dit: SpacetimeDiT, text_encoder: TextEncoder | None,
-                 device: torch.device, dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        config: ModelConfig,
+        vae: CausalVAE,
+        dit: SpacetimeDiT,
+        text_encoder: TextEncoder | None,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+    ):
         self.name = config.name
         self.config = config
         self.vae, self.dit, self.text_encoder = vae, dit, text_encoder
@@ -55,8 +62,13 @@ class NativeBackend:
     # -- loading ------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, model_dir: str | Path, device: torch.device, dtype: torch.dtype = torch.float32,
-             text_encoder: bool = True) -> NativeBackend:
+    def load(
+        cls,
+        model_dir: str | Path,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+        text_encoder: bool = True,
+    ) -> NativeBackend:
         model_dir = Path(model_dir)
         config_path, weights_path = model_dir / CONFIG_FILE, model_dir / WEIGHTS_FILE
         if not config_path.is_file() or not weights_path.is_file():
@@ -70,25 +82,34 @@ class NativeBackend:
             vae, dit = CausalVAE(config.autoencoder), SpacetimeDiT(config.denoiser)
         state = load_file(weights_path)
         for prefix, module in (("autoencoder.", vae), ("denoiser.", dit)):
-            part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             expected = module.state_dict()
             missing, unexpected = sorted(set(expected) - set(part)), sorted(set(part) - set(expected))
             if missing or unexpected:
-                raise UserError(f"{str(weights_path)!r} does not match its config: missing {missing[:3]}, "
-                                f"unexpected {unexpected[:3]}")
+                raise UserError(
+                    f"{str(weights_path)!r} does not match its config: missing {missing[:3]}, "
+                    f"unexpected {unexpected[:3]}"
+                )
             for key, value in part.items():
                 if value.shape != expected[key].shape:
-                    raise UserError(f"{str(weights_path)!r}: {prefix}{key} has shape {tuple(value.shape)}, "
-                                    f"the config needs {tuple(expected[key].shape)}")
+                    raise UserError(
+                        f"{str(weights_path)!r}: {prefix}{key} has shape {tuple(value.shape)}, "
+                        f"the config needs {tuple(expected[key].shape)}"
+                    )
             module.load_state_dict(part, assign=True)
         vae, dit = vae.to(device, torch.float32).eval(), dit.to(device, dtype).eval()
-        encoder = TextEncoder(config.text_encoder.name, config.text_encoder.max_tokens, device) if text_encoder else None
+        encoder = (
+            TextEncoder(config.text_encoder.name, config.text_encoder.max_tokens, device)
+            if text_encoder
+            else None
+        )
         return cls(config, vae, dit, encoder, device, dtype)
 
     @staticmethod
     def save(model_dir: str | Path, config: ModelConfig, vae: CausalVAE, dit: SpacetimeDiT) -> None:
         model_dir = Path(model_dir)
         model_dir.mkdir(parents=True, exist_ok=True)
+
         # Large tensors in fp16 keep the shipped model under 25 MB; they load back as float32.
         def pack(v: torch.Tensor) -> torch.Tensor:
             v = v.detach().cpu()
@@ -105,8 +126,12 @@ class NativeBackend:
 
     def make_context(self, text: TextEmbedding, fps: float) -> NativeContext:
         b = text.tokens.shape[0]
-        return NativeContext(text.tokens.to(self.device), text.mask.to(self.device), text.pooled.to(self.device),
-                             torch.full((b,), float(fps), device=self.device))
+        return NativeContext(
+            text.tokens.to(self.device),
+            text.mask.to(self.device),
+            text.pooled.to(self.device),
+            torch.full((b,), float(fps), device=self.device),
+        )
 
     def encode_text(self, prompts: list[str], fps: float) -> NativeContext:
         assert self.text_encoder is not None, "backend loaded without a text encoder"
@@ -122,8 +147,14 @@ class NativeBackend:
 
     @torch.no_grad()
     def velocity(self, latent: torch.Tensor, t_tokens: torch.Tensor, context: NativeContext) -> torch.Tensor:
-        v = self.dit(latent.to(self.dtype), t_tokens.to(self.dtype), context.tokens.to(self.dtype), context.mask,
-                     context.pooled.to(self.dtype), context.fps.to(self.dtype))
+        v = self.dit(
+            latent.to(self.dtype),
+            t_tokens.to(self.dtype),
+            context.tokens.to(self.dtype),
+            context.mask,
+            context.pooled.to(self.dtype),
+            context.fps.to(self.dtype),
+        )
         return v.float()
 
     def time_shift(self, tokens: int) -> float:

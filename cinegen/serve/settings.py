@@ -44,7 +44,10 @@ class Settings:
         """The model's id as GET /v1/models lists it: the name in its config, read without loading it."""
         from cinegen.pipeline import DEFAULT_MODEL_DIR
 
-        config = (self.model_dir or DEFAULT_MODEL_DIR) / "config.json"
+        model_dir = self.model_dir or DEFAULT_MODEL_DIR
+        if (model_dir / "model_index.json").is_file() or not model_dir.exists():  # diffusers dir or hub id
+            return model_dir.name if model_dir.exists() else str(self.model_dir)
+        config = model_dir / "config.json"
         try:
             return str(json.loads(config.read_text())["name"])
         except (OSError, ValueError, KeyError):

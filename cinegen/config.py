@@ -26,7 +26,7 @@ class AutoencoderConfig:
     # so no convolution runs at full resolution: the cheapest way to make a CPU-trainable VAE.
     patch: int = 4
     # Channels per resolution level, and what each step between levels halves.
-    channels: tuple[int, ...] = (48, 96, 128)
+    channels: tuple[int, ...] = (32, 64, 128)
     spatial_downsample: tuple[bool, ...] = (True, False)
     time_downsample: tuple[bool, ...] = (True, True)  # two halvings: 4x in time
     blocks_per_level: int = 1
@@ -46,13 +46,13 @@ class DenoiserConfig:
 
     latent_channels: int = 8
     patch_size: int = 2
-    dim: int = 192
+    dim: int = 128
     depth: int = 8
     heads: int = 4
     mlp_ratio: float = 4.0
     text_dim: int = 384
     # Rotary bands for (t, h, w) as a share of each head's dimension pairs.
-    rope_split: tuple[int, int, int] = (8, 8, 8)
+    rope_split: tuple[int, int, int] = (4, 6, 6)
     rope_theta: float = 10000.0
 
     def __post_init__(self) -> None:
@@ -121,7 +121,7 @@ class DataConfig:
     events: bool = False
     camera: bool = False
     wall: bool = False
-    caption_pool: int = 20000
+    caption_pool: int = 4000
     heldout: str = "benchmarks/heldout_captions.txt"
 
 
@@ -149,6 +149,7 @@ class TrainConfig:
     # Share of batches with a condition mask (first frame, head, tail, ...); the rest are text->video.
     canvas_share: float = 0.5
     kl_weight: float = 1e-6
+    cache_clips: int = 0  # denoiser stage: clips to render and encode once (0 = twice the caption pool)
     data: DataConfig = field(default_factory=DataConfig)
 
     @classmethod
@@ -158,6 +159,10 @@ class TrainConfig:
             raise UserError(f"config file {str(path)!r} does not exist")
         text = path.read_text()
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         return _build(cls, data)
 
 

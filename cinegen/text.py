@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import transformers
 from transformers import AutoModel, AutoTokenizer
 
 from cinegen.errors import UserError
@@ -46,6 +47,8 @@ class TextEncoder:
         if not path.is_dir():
             raise UserError(f"text encoder {name!r} is neither 'minilm' nor a local model directory")
         self.max_tokens = max_tokens
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()  # loading is instant; keep the CLI quiet
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModel.from_pretrained(path, local_files_only=True)
         # Encoder-decoder models (T5, umT5) contribute their encoder only.

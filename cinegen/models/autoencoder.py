@@ -77,15 +77,48 @@ class ResBlock(nn.Module):
         return self.skip(x) + h
 
 
+def space_time_to_channels(x: torch.Tensor, space: bool, time: bool) -> torch.Tensor:
+    """Fold 2x2 pixels and/or 2 frames into channels; frame 0 is paired with itself (causal)."""
+    if time:
+        x = torch.cat([x[:, :, :1], x], dim=2)  # 1 + 2m -> 2 + 2m frames: (x0, x0), (x1, x2), ...
+        x = rearrange(x, "b c (t two) h w -> b (c two) t h w", two=2)
+    if space:
+        x = rearrange(x, "b c t (h p1) (w p2) -> b (c p1 p2) t h w", p1=2, p2=2)
+    return x
+
+
+def channels_to_space_time(x: torch.Tensor, space: bool, time: bool, drop_first: bool) -> torch.Tensor:
+    """Inverse of `space_time_to_channels`; drops the duplicate of frame 0 (first chunk only)."""
+    if space:
+        x = rearrange(x, "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=2, p2=2)
+    if time:
+        x = rearrange(x, "b (c two) t h w -> b c (t two) h w", two=2)
+        if drop_first:
+            x = x[:, :, 1:]
+    return x
+
+
+def _group_mean(x: torch.Tensor, c_out: int) -> torch.Tensor:
+    return x.unflatten(1, (c_out, -1)).mean(2)
+
+
 class Downsample(nn.Module):
-    """Halve H and W and/or T: 1 + 2m frames -> 1 + m, frame 0 stays alone."""
+    """Halve H and W and/or T: 1 + 2m frames -> 1 + m, frame 0 stays alone.
+
+    A parameter-free shortcut (fold space/time into channels, average channel groups) is
+    added to the strided convolution, as in DC-AE (arXiv 2410.10733): the block starts near
+    a lossless rearrangement, which makes high-compression autoencoders train much faster.
+    """
 
     def __init__(self, c_in: int, c_out: int, space: bool, time: bool):
         super().__init__()
+        self.space, self.time, self.c_out = space, time, c_out
+        folded = c_in * (4 if space else 1) * (2 if time else 1)
+        assert folded % c_out == 0, f"shortcut needs {folded} channels divisible by {c_out}"
         self.conv = CausalConv3d(c_in, c_out, spatial_stride=2 if space else 1, time_stride=2 if time else 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
+        return self.conv(x) + _group_mean(space_time_to_channels(x, self.space, self.time), self.c_out)
 
 
 class Upsample(nn.Module):
@@ -94,15 +127,19 @@ class Upsample(nn.Module):
     def __init__(self, c_in: int, c_out: int, space: bool, time: bool):
         super().__init__()
         self.space, self.time = space, time
+        self.repeats = c_out * (4 if space else 1) * (2 if time else 1) // c_in
+        assert self.repeats * c_in == c_out * (4 if space else 1) * (2 if time else 1)
         self.conv = CausalConv3d(c_in, c_out)
         self.drop_first = True  # cleared while streaming chunks after the first
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = channels_to_space_time(x.repeat_interleave(self.repeats, dim=1), self.space, self.time,
+                                          self.drop_first)
         s = 2 if self.space else 1
         x = F.interpolate(x, scale_factor=(2 if self.time else 1, s, s), mode="nearest")
         if self.time and self.drop_first:
             x = x[:, :, 1:]
-        return self.conv(x)
+        return self.conv(x) + shortcut
 
 
 @dataclass
@@ -111,7 +148,7 @@ class LatentDistribution:
     logvar: torch.Tensor
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        noise = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype).to(self.mean.device)
         return self.mean + torch.exp(0.5 * self.logvar) * noise
 
     def kl(self) -> torch.Tensor:
@@ -142,6 +179,12 @@ class CausalVAE(nn.Module):
                 dec.append(Upsample(ch[level], ch[level - 1], space[level - 1], time[level - 1]))
         dec += [_norm(ch[0]), nn.SiLU(), CausalConv3d(ch[0], folded)]
         self.decoder = nn.Sequential(*dec)
+
+        # Start with a narrow posterior (std ≈ 0.02): with a tiny KL weight, unit-variance
+        # sampling noise at init would swamp the signal and stall early training.
+        out = self.encoder[-1].conv
+        with torch.no_grad():
+            out.bias[config.latent_channels :].fill_(-8.0)
 
         # Latent normalisation measured after training (per channel), so the denoiser sees
         # roughly unit-variance latents; applied inside encode/decode, never by callers.
@@ -189,6 +232,12 @@ class CausalVAE(nn.Module):
     def decode_raw(self, z: torch.Tensor) -> torch.Tensor:
         p = self.config.patch
         return rearrange(self.decoder(z), "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=p, p2=p)
+
+    def forward(self, video: torch.Tensor, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, LatentDistribution]:
+        """Training pass: reconstruction from a posterior sample, and the posterior."""
+        dist = self.encode_distribution(video)
+        return self.decode_raw(dist.sample(generator)), dist
 
     @torch.no_grad()
     def decode_chunked(self, latent: torch.Tensor, chunk: int = 4) -> torch.Tensor:

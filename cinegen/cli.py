@@ -1,0 +1,210 @@
+"""The `cinegen` command: thin argument parsing over `cinegen.pipeline` and friends.
+
+Errors in the user's input (`UserError`) print one line and exit with code 2; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from cinegen.errors import UserError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def add_generation_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that samples (generate, edit, extend, connect, loop)."""
+    g = p.add_argument_group("size and length")
+    g.add_argument("--width", type=_positive_int, help="width in pixels (multiple of 16)")
+    g.add_argument("--height", type=_positive_int, help="height in pixels (multiple of 16)")
+    g.add_argument("--aspect", help="aspect ratio W:H such as 16:9, 9:16, 1:1, 4:3 (with --size)")
+    g.add_argument("--size", type=_positive_int, help="short side in pixels for --aspect")
+    g.add_argument("--seconds", type=float, help="duration in seconds")
+    g.add_argument("--fps", type=float, help="frames per second (1-60)")
+    g.add_argument("--frames", type=_positive_int, help="exact frame count 1+4k; 1 makes an image")
+    s = p.add_argument_group("sampling")
+    s.add_argument("--steps", type=_positive_int, help="denoising steps")
+    s.add_argument("--guidance", type=float, help="text guidance scale (1 = off)")
+    s.add_argument("--image-guidance", type=float, help="guidance on the given image/frames (1 = off)")
+    s.add_argument("--negative", default="", help="negative prompt: what to steer away from")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--sampler", choices=["euler", "heun"], help="ODE solver (default euler)")
+    s.add_argument("--batch", type=_positive_int, default=1, help="number of variations (seeds seed..seed+N-1)")
+    m = p.add_argument_group("model")
+    m.add_argument("--model", help="model directory (default: the shipped model in weights/)")
+    m.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    m.add_argument("--dtype", default="auto", help="auto | fp32 | bf16 | fp16")
+    m.add_argument("--offload", action="store_true", help="open models: keep parts on the CPU, one on the GPU at a time")
+    m.add_argument("--vae-tiling", action="store_true", help="open models: decode in spatial tiles (less memory)")
+    m.add_argument("--vae-slicing", action="store_true", help="open models: decode a batch one video at a time")
+    p.add_argument("-o", "--output", default="out.mp4", help="output file: .mp4 .webm .gif .png .jpg")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def memory_options(args: argparse.Namespace) -> dict:
+    """The --offload / --vae-tiling / --vae-slicing flags as `Pipeline.load` keywords."""
+    return {k: getattr(args, k, False) for k in ("offload", "vae_tiling", "vae_slicing")}
+
+
+def request_from_args(args: argparse.Namespace, **task_fields):
+    from cinegen.pipeline import GenerateRequest
+
+    return GenerateRequest(
+        prompt=args.prompt, negative=args.negative, width=args.width, height=args.height, aspect=args.aspect,
+        size=args.size, seconds=args.seconds, fps=args.fps, frames=args.frames, steps=args.steps,
+        guidance=args.guidance, image_guidance=args.image_guidance, sampler=args.sampler, seed=args.seed,
+        batch=args.batch, **task_fields,
+    )
+
+
+def output_paths(output: str, batch: int) -> list[Path]:
+    path = Path(output)
+    if batch == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}_{i}{path.suffix}") for i in range(batch)]
+
+
+def run_request(args: argparse.Namespace, req) -> int:
+    """Validate, generate, and write every output with its JSON sidecar."""
+    from cinegen.media import check_output_path, write_sidecar, write_video
+    from cinegen.pipeline import Pipeline
+
+    paths = output_paths(args.output, req.batch)
+    for path in paths:
+        check_output_path(path)
+    pipe = Pipeline.load(args.model, device=args.device, dtype=args.dtype, **memory_options(args))
+    geometry = pipe.validate(req)  # fail on bad settings before any slow work
+    if geometry.frames == 1 and Path(args.output).suffix.lower() in (".mp4", ".webm", ".gif") and req.frames == 1:
+        pass  # a one-frame video is still a valid file
+    if req.draft:
+        from cinegen.tasks_cli import write_draft_state
+
+        result = pipe.draft(req, show_progress=not args.quiet)
+    else:
+        result = pipe.run(req, show_progress=not args.quiet)
+    for note in result.metadata.get("notes", []):
+        print(f"cinegen: note: {note}", file=sys.stderr)
+    for i, (path, frames) in enumerate(zip(paths, result.videos, strict=True)):
+        record = dict(result.metadata)
+        record["request"] = dict(record["request"], seed=req.seed + i, batch=1)
+        if req.draft:  # the draft's state: its latent beside it, named in the sidecar (cinegen finalize)
+            record["draft"] = dict(record["draft"])
+            write_draft_state(path, record, result.latents[i : i + 1])
+        write_video(path, frames, result.fps, record)
+        write_sidecar(path, record)
+        print(path)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from cinegen.pipeline import GenerateRequest
+
+    if args.from_record:
+        record_path = Path(args.from_record)
+        if not record_path.is_file():
+            raise UserError(f"record {args.from_record!r} does not exist")
+        try:
+            record = json.loads(record_path.read_text())["request"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise UserError(f"{args.from_record!r} is not a cinegen JSON sidecar") from None
+        req = GenerateRequest.from_dict(record)
+        return run_request(args, req)
+    extra = {"image": args.image, "last_image": args.last_image, "draft": args.draft}
+    if args.storyboard:
+        from cinegen.inputs import read_storyboard
+
+        extra["storyboard"] = [vars(shot) for shot in read_storyboard(args.storyboard)]
+        args.prompt = args.prompt or ""
+    if args.prompt is None:
+        raise UserError("give a PROMPT (or --from out.json)")
+    if Path(args.output).suffix.lower() in (".png", ".jpg", ".jpeg") and args.frames is None and args.seconds is None:
+        args.frames = 1  # an image output means text -> image
+    return run_request(args, request_from_args(args, **extra))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from cinegen.config import TrainConfig
+    from cinegen.train import export, train
+
+    if args.export:
+        export(args.run or TrainConfig.load(args.config).out_dir, args.export)
+        print(args.export)
+        return 0
+    if not args.config:
+        raise UserError("give --config CONFIG.toml (see configs/)")
+    cfg = TrainConfig.load(args.config)
+    overrides = {"steps": args.steps, "out_dir": args.out_dir, "threads": args.threads}
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(cfg, key, value)
+    if args.data:
+        cfg.data.source = args.data
+    train(cfg, max_steps=args.max_steps)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cinegen", description="Open video generation on one spacetime canvas.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    gen = sub.add_parser("generate", help="text (+ image) to video or image",
+                         description="Generate a video (or an image with -o x.png / --frames 1) from a prompt.")
+    gen.add_argument("prompt", nargs="?", help="what the video shows")
+    gen.add_argument("--from", dest="from_record", metavar="JSON", help="reproduce an output from its JSON sidecar")
+    gen.add_argument("--image", help="first frame: image -> video")
+    gen.add_argument("--last-image", help="last frame the video should end on")
+    gen.add_argument("--storyboard", metavar="JSON", help='shots with cuts: [{"prompt": "...", "seconds": 3}, ...]')
+    gen.add_argument("--draft", action="store_true",
+                     help="a quick half-size draft and its state; render it with `cinegen finalize out.json`")
+    add_generation_options(gen)
+    gen.set_defaults(func=cmd_generate)
+
+    tr = sub.add_parser("train", help="train the VAE or the denoiser (single process or torchrun)")
+    tr.add_argument("--config", help="training config (TOML or JSON), e.g. configs/tiny.toml")
+    tr.add_argument("--data", help="folder with manifest.jsonl of captioned videos instead of the world")
+    tr.add_argument("--steps", type=_positive_int, help="total steps (overrides the config)")
+    tr.add_argument("--max-steps", type=_positive_int, help="stop after this many more steps")
+    tr.add_argument("--out-dir", help="run directory (overrides the config)")
+    tr.add_argument("--threads", type=_positive_int, help="CPU threads")
+    tr.add_argument("--export", metavar="DIR", help="write a model directory from a run's EMA weights and exit")
+    tr.add_argument("--run", help="run directory for --export (default: the config's out_dir)")
+    tr.set_defaults(func=cmd_train)
+
+    for module in ("cinegen.tasks_cli", "cinegen.world.cli", "cinegen.evaluate_cli", "cinegen.serve.cli",
+                   "cinegen.backends.cli"):
+        try:
+            mod = __import__(module, fromlist=["add_commands"])
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue
+        mod.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"cinegen: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cinegen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

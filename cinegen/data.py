@@ -1,0 +1,235 @@
+"""Training data: the procedural world (rendered on the fly) or a folder of captioned videos.
+
+Clips come in buckets (width, height, latent frames, fps); every batch is drawn from one
+bucket so tensors stack. Batch `k` is a pure function of (seed, rank, k), so a resumed run
+sees exactly the data it would have seen.
+
+The denoiser trains on cached latents: the VAE encoder costs more per clip than a
+denoiser step, so each clip is rendered and encoded once (`LatentCache`) and reused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from cinegen.config import DataConfig
+from cinegen.errors import UserError
+from cinegen.media import read_video
+
+
+@dataclass(frozen=True)
+class Bucket:
+    width: int
+    height: int
+    latent_frames: int
+    fps: float
+
+    def frames(self, time_factor: int) -> int:
+        return 1 + (self.latent_frames - 1) * time_factor
+
+
+def make_buckets(cfg: DataConfig, time_factor: int, max_seconds: float = 4.0) -> list[Bucket]:
+    """Every (size, length, fps) whose duration is at most `max_seconds`."""
+    buckets = [
+        Bucket(w, h, k, fps)
+        for (w, h) in cfg.sizes
+        for k in cfg.latent_frames
+        for fps in cfg.fps
+        if (1 + (k - 1) * time_factor) / fps <= max_seconds
+    ]
+    assert buckets, f"no bucket fits {max_seconds} s"
+    return buckets
+
+
+def batch_rng(seed: int, rank: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, rank, index])
+
+
+def to_video(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> float (3, T, H, W) in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+class WorldSource:
+    """Captions from a fixed pool of random world scenes, each rendered with a fresh seed.
+
+    Scenes listed in the held-out file are never in the pool, so evaluation captions are
+    combinations the model has not seen.
+    """
+
+    def __init__(self, cfg: DataConfig, seed: int):
+        from cinegen.world import parse_caption, random_scene, write_caption
+
+        heldout = set()
+        if cfg.heldout and Path(cfg.heldout).is_file():
+            heldout = {parse_caption(line) for line in Path(cfg.heldout).read_text().splitlines() if line.strip()}
+        rng = np.random.default_rng([seed, 7])
+        self.scenes, self.captions = [], []
+        while len(self.scenes) < cfg.caption_pool:
+            scene = random_scene(rng, max_objects=cfg.max_objects, events=cfg.events, camera=cfg.camera,
+                                 wall=cfg.wall)
+            if scene in heldout:
+                continue
+            self.scenes.append(scene)
+            self.captions.append(write_caption(scene, rng))
+        self.heldout = heldout
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def clip(self, index: int, width: int, height: int, frames: int, fps: float, seed: int) -> np.ndarray:
+        from cinegen.world import render
+
+        return render(self.scenes[index], width=width, height=height, fps=fps, num_frames=frames, seed=seed,
+                      masks=False).frames
+
+
+class FolderSource:
+    """A folder with `manifest.jsonl` lines `{"video": "a.mp4", "caption": "..."}`.
+
+    Clips are centre-cropped to the bucket's aspect, resized, and sampled at the bucket's
+    fps from a random start.
+    """
+
+    def __init__(self, folder: str | Path):
+        folder = Path(folder)
+        manifest = folder / "manifest.jsonl"
+        if not manifest.is_file():
+            raise UserError(f"data folder {str(folder)!r} has no manifest.jsonl")
+        self.paths, self.captions = [], []
+        for n, line in enumerate(manifest.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                self.paths.append(folder / item["video"])
+                self.captions.append(str(item["caption"]))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise UserError(f"{manifest}:{n} is not {{\"video\": ..., \"caption\": ...}}") from None
+        if not self.paths:
+            raise UserError(f"{manifest} lists no videos")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def clip(self, index: int, width: int, height: int, frames: int, fps: float, seed: int) -> np.ndarray:
+        video, source_fps = read_video(self.paths[index])
+        rng = np.random.default_rng(seed)
+        step = source_fps / fps
+        span = max(1, len(video) - int(math.ceil(step * (frames - 1))))
+        start = int(rng.integers(0, span))
+        picks = np.clip((start + step * np.arange(frames)).round().astype(int), 0, len(video) - 1)
+        return np.stack([_fit(video[i], width, height) for i in picks])
+
+
+def _fit(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    h, w = frame.shape[:2]
+    scale = max(width / w, height / h)
+    cw, ch = round(width / scale), round(height / scale)
+    y, x = (h - ch) // 2, (w - cw) // 2
+    image = Image.fromarray(frame[y : y + ch, x : x + cw]).resize((width, height), Image.BICUBIC)
+    return np.asarray(image)
+
+
+def make_source(cfg: DataConfig, seed: int):
+    return WorldSource(cfg, seed) if cfg.source == "world" else FolderSource(cfg.source)
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+@dataclass
+class VideoBatch:
+    video: torch.Tensor  # (B, 3, T, H, W) in [-1, 1]
+    caption_ids: torch.Tensor  # (B,) index into the source's captions
+    fps: float
+
+
+def video_batch(source, buckets: list[Bucket], time_factor: int, batch_size: int, rng: np.random.Generator
+                ) -> VideoBatch:
+    bucket = buckets[int(rng.integers(len(buckets)))]
+    ids = rng.integers(len(source), size=batch_size)
+    clips = [source.clip(int(i), bucket.width, bucket.height, bucket.frames(time_factor), bucket.fps,
+                         int(rng.integers(2**31))) for i in ids]
+    return VideoBatch(torch.stack([to_video(c) for c in clips]), torch.from_numpy(ids), bucket.fps)
+
+
+@dataclass
+class LatentBatch:
+    latent: torch.Tensor  # (B, C, T, H, W)
+    caption_ids: torch.Tensor  # (B,)
+    fps: torch.Tensor  # (B,)
+
+
+class LatentCache:
+    """Clips rendered and encoded once: per bucket, latents and caption ids.
+
+    `tokens_per_batch` sets each bucket's batch size (short clips and images get bigger
+    batches), so every step costs about the same.
+    """
+
+    def __init__(self, groups: dict[Bucket, tuple[torch.Tensor, torch.Tensor]], tokens_per_batch: int, patch: int,
+                 max_batch: int = 64):
+        self.groups = groups
+        self.buckets = sorted(groups, key=lambda b: (b.width, b.height, b.latent_frames, b.fps))
+        self.batch_sizes = {}
+        for b in self.buckets:
+            latent = groups[b][0]
+            tokens = latent.shape[2] * (latent.shape[3] // patch) * (latent.shape[4] // patch)
+            self.batch_sizes[b] = max(1, min(max_batch, tokens_per_batch // tokens))
+
+    @classmethod
+    @torch.no_grad()
+    def build(cls, source, vae, buckets: list[Bucket], clips: int, seed: int, tokens_per_batch: int, patch: int,
+              encode_batch: int = 16) -> LatentCache:
+        rng = np.random.default_rng([seed, 11])
+        assignments: dict[Bucket, list[int]] = {}
+        for _ in range(clips):
+            bucket = buckets[int(rng.integers(len(buckets)))]
+            assignments.setdefault(bucket, []).append(int(rng.integers(len(source))))
+        groups = {}
+        bar = tqdm(total=clips, desc="rendering and encoding clips", unit="clip")
+        for bucket, ids in assignments.items():
+            latents = []
+            for start in range(0, len(ids), encode_batch):
+                chunk = ids[start : start + encode_batch]
+                video = torch.stack([
+                    to_video(source.clip(i, bucket.width, bucket.height, bucket.frames(vae.config.time_factor),
+                                         bucket.fps, int(rng.integers(2**31))))
+                    for i in chunk
+                ])
+                latents.append(vae.encode(video).half())
+                bar.update(len(chunk))
+            groups[bucket] = (torch.cat(latents), torch.tensor(ids))
+        bar.close()
+        return cls(groups, tokens_per_batch, patch)
+
+    def save(self, path: str | Path) -> None:
+        payload = [(b.__dict__, lat, ids) for b, (lat, ids) in self.groups.items()]
+        tmp = Path(str(path) + ".tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path, tokens_per_batch: int, patch: int) -> LatentCache:
+        payload = torch.load(path, weights_only=True)
+        return cls({Bucket(**b): (lat, ids) for b, lat, ids in payload}, tokens_per_batch, patch)
+
+    def batch(self, rng: np.random.Generator) -> LatentBatch:
+        # Buckets are drawn in proportion to how many clips they hold.
+        sizes = np.array([len(self.groups[b][1]) for b in self.buckets], dtype=np.float64)
+        bucket = self.buckets[int(rng.choice(len(self.buckets), p=sizes / sizes.sum()))]
+        latents, ids = self.groups[bucket]
+        pick = torch.from_numpy(rng.integers(len(ids), size=self.batch_sizes[bucket]))
+        return LatentBatch(latents[pick].float(), ids[pick], torch.full((len(pick),), bucket.fps))

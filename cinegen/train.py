@@ -1,0 +1,302 @@
+"""Training: the causal VAE, then the denoiser on cached latents; one process or torchrun.
+
+`train(cfg)` reads top to bottom: set up (distributed, model, optimizer, data) → resume →
+loop (batch → loss → step → EMA → log / sample / checkpoint) → export. Under torchrun
+(`WORLD_SIZE` > 1) the model is wrapped in DDP (gloo on CPU, nccl on GPU), each rank draws
+its own batches, and rank 0 writes checkpoints.
+
+The checkpoint is `{model, ema, optimizer, step, config, rng}`, written atomically, so a
+killed run resumes exactly where its last checkpoint was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from cinegen.canvas import random_training_mask
+from cinegen.config import MODEL_PRESETS, ModelConfig, TrainConfig
+from cinegen.data import LatentCache, batch_rng, make_buckets, make_source, video_batch
+from cinegen.errors import UserError
+from cinegen.flow import add_noise, expand_token_t, flow_loss, sample_logit_normal
+from cinegen.models.autoencoder import CausalVAE
+from cinegen.models.transformer import SpacetimeDiT
+from cinegen.text import TextEmbedding, TextEncoder
+
+CHECKPOINT = "checkpoint.pt"
+STAGES = ("autoencoder", "denoiser")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@dataclasses.dataclass
+class Runtime:
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed() -> Runtime:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Runtime(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    cuda = torch.cuda.is_available()
+    dist.init_process_group("nccl" if cuda else "gloo")
+    rank = dist.get_rank()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    return Runtime(rank, world, device)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # atomic: a kill never leaves a half-written checkpoint
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p.detach(), 1.0 - decay)
+    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
+        e.copy_(b)
+
+
+def autocast(precision: str, device: torch.device):
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def load_autoencoder(source: str, config) -> CausalVAE:
+    """The frozen VAE for the denoiser stage: an autoencoder-stage checkpoint or a model directory."""
+    path = Path(source)
+    vae = CausalVAE(config)
+    if path.is_dir() and (path / "model.safetensors").is_file():
+        from cinegen.backends.native import NativeBackend
+
+        return NativeBackend.load(path, torch.device("cpu"), text_encoder=False).vae
+    if path.is_dir():
+        path = path / CHECKPOINT
+    if not path.is_file():
+        raise UserError(f"autoencoder_from {source!r} is neither a checkpoint nor a model directory")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state["config"]["stage"] != "autoencoder":
+        raise UserError(f"{str(path)!r} is a {state['config']['stage']} checkpoint, not an autoencoder one")
+    vae.load_state_dict(state["ema"])
+    return vae
+
+
+@torch.no_grad()
+def measure_latent_stats(vae: CausalVAE, source, buckets, time_factor: int, seed: int, batches: int = 8) -> None:
+    """Set the VAE's per-channel latent mean/std so the denoiser sees unit-variance latents."""
+    zs = []
+    for i in range(batches):
+        batch = video_batch(source, buckets, time_factor, 8, batch_rng(seed, 99, i))
+        zs.append(vae.encode_distribution(batch.video).mean.transpose(0, 1).flatten(1))
+    z = torch.cat(zs, dim=1)
+    vae.latent_mean.copy_(z.mean(1))
+    vae.latent_std.copy_(z.std(1).clamp_min(1e-3))
+
+
+def encode_captions(encoder: TextEncoder, captions: list[str], batch: int = 256) -> TextEmbedding:
+    parts = [encoder.encode(captions[i : i + batch]) for i in range(0, len(captions), batch)]
+    return TextEmbedding(torch.cat([p.tokens for p in parts]).half(), torch.cat([p.mask for p in parts]),
+                         torch.cat([p.pooled for p in parts]))
+
+
+def log(out_dir: Path, record: dict) -> None:
+    line = json.dumps(record)
+    print(line, flush=True)
+    with open(out_dir / "log.jsonl", "a") as f:
+        f.write(line + "\n")
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def autoencoder_loss(vae: nn.Module, video: torch.Tensor, kl_weight: float, generator: torch.Generator
+                     ) -> tuple[torch.Tensor, dict]:
+    recon, dist_ = vae(video, generator)
+    l1 = (recon - video).abs().mean()
+    mse = (recon - video).pow(2).mean()
+    loss = l1 + mse + kl_weight * dist_.kl()
+    psnr = 10 * math.log10(4.0 / max(mse.item(), 1e-10))  # range [-1, 1] has peak-to-peak 2
+    return loss, {"l1": l1.item(), "psnr": psnr}
+
+
+def denoiser_loss(dit: nn.Module, x0: torch.Tensor, text: TextEmbedding, fps: torch.Tensor, cfg: TrainConfig,
+                  generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+    """Rectified-flow loss on a random canvas: known tokens carry t = 0 and get no loss."""
+    b, _, t_len, h, w = x0.shape
+    p = dit.module.config.patch_size if isinstance(dit, DistributedDataParallel) else dit.config.patch_size
+    grid = (t_len, h // p, w // p)
+    t = sample_logit_normal(b, generator).to(x0.device)
+    t_tokens = t[:, None, None, None].expand(b, *grid).clone()
+    # A tenth of clips get an independent noise level per latent frame (diffusion forcing,
+    # arXiv 2407.01392), which teaches the model mixed-noise sequences for long videos.
+    per_frame = torch.rand(b, generator=generator) < 0.1
+    if per_frame.any() and t_len > 1:
+        frame_t = sample_logit_normal(int(per_frame.sum()) * t_len, generator).view(-1, t_len, 1, 1)
+        t_tokens[per_frame] = frame_t.expand(-1, t_len, *grid[1:]).to(x0.device)
+    masks = torch.zeros(b, *grid)
+    for i in range(b):
+        if torch.rand(1, generator=generator).item() < cfg.canvas_share:
+            masks[i] = random_training_mask(grid, generator)
+    masks = masks.to(x0.device)
+    t_tokens = torch.where(masks.bool(), torch.zeros_like(t_tokens), t_tokens)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    x_t = add_noise(x0, noise, expand_token_t(t_tokens, p))
+    v = dit(x_t, t_tokens, text.tokens.float(), text.mask, text.pooled.float(), fps)
+    weight = 1.0 - expand_token_t(masks, p)
+    return flow_loss(v, x0, noise, weight), {}
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train(cfg: TrainConfig, max_steps: int | None = None) -> Path:
+    """Train (or resume) the stage `cfg.stage`; returns the output directory."""
+    if cfg.stage not in STAGES:
+        raise UserError(f"stage {cfg.stage!r} is not one of {', '.join(STAGES)}")
+    if cfg.model not in MODEL_PRESETS:
+        raise UserError(f"model preset {cfg.model!r} is not one of {', '.join(MODEL_PRESETS)}")
+    rt = setup_distributed()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_cfg: ModelConfig = copy.deepcopy(MODEL_PRESETS[cfg.model])
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank
+    tf = model_cfg.autoencoder.time_factor
+
+    # -- data and model -----------------------------------------------------------------
+    source = make_source(cfg.data, cfg.seed)
+    buckets = make_buckets(cfg.data, tf)
+    if cfg.stage == "autoencoder":
+        model: nn.Module = CausalVAE(model_cfg.autoencoder)
+    else:
+        if not cfg.autoencoder_from:
+            raise UserError("stage 'denoiser' needs autoencoder_from (an autoencoder checkpoint or model dir)")
+        vae = load_autoencoder(cfg.autoencoder_from, model_cfg.autoencoder).eval().requires_grad_(False)
+        model = SpacetimeDiT(model_cfg.denoiser)
+        cache_path = out_dir / "latents.pt"
+        tokens_per_batch = cfg.batch_size * 180
+        if cache_path.is_file():
+            cache = LatentCache.load(cache_path, tokens_per_batch, model_cfg.denoiser.patch_size)
+        else:
+            # Every rank builds the same cache from the same seed; only rank 0 keeps a copy.
+            clips = cfg.cache_clips or len(source) * 2
+            cache = LatentCache.build(source, vae, buckets, clips, cfg.seed, tokens_per_batch,
+                                      model_cfg.denoiser.patch_size)
+            if rt.main:
+                cache.save(cache_path)
+        encoder = TextEncoder(model_cfg.text_encoder.name, model_cfg.text_encoder.max_tokens)
+        captions = encode_captions(encoder, list(source.captions))
+        null_text = encoder.encode([""])
+        del encoder
+
+    model.to(rt.device).train()
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    step = 0
+    ckpt_path = out_dir / CHECKPOINT
+    if ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=rt.device, weights_only=False)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+        torch.set_rng_state(state["rng"])
+        if rt.main:
+            log(out_dir, {"event": "resumed", "step": step})
+    net = DistributedDataParallel(model) if rt.world_size > 1 else model
+    if rt.main:
+        params = sum(p.numel() for p in model.parameters())
+        log(out_dir, {"event": "start", "stage": cfg.stage, "params": params, "step": step,
+                      "world_size": rt.world_size, "buckets": len(buckets), "captions": len(source)})
+
+    end = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
+    started = time.time()
+    while step < end:
+        rng = batch_rng(cfg.seed, rt.rank, step)
+        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        with autocast(cfg.precision, rt.device):
+            if cfg.stage == "autoencoder":
+                batch = video_batch(source, buckets, tf, cfg.batch_size, rng)
+                loss, stats = autoencoder_loss(net, batch.video.to(rt.device), cfg.kl_weight, generator)
+            else:
+                batch = cache.batch(rng)
+                text = captions[batch.caption_ids]
+                drop = torch.rand(len(batch.caption_ids), generator=generator) < cfg.text_dropout
+                text = TextEmbedding(torch.where(drop[:, None, None], null_text.tokens.half(), text.tokens),
+                                     torch.where(drop[:, None], null_text.mask, text.mask),
+                                     torch.where(drop[:, None], null_text.pooled, text.pooled)).to(rt.device)
+                loss, stats = denoiser_loss(net, batch.latent.to(rt.device), text, batch.fps.to(rt.device), cfg,
+                                            generator)
+        lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        update_ema(ema, model, cfg.ema if step >= cfg.warmup else 0.0)
+        step += 1
+
+        if rt.main and (step % cfg.log_every == 0 or step == end):
+            elapsed = time.time() - started
+            log(out_dir, {"step": step, "loss": round(loss.item(), 5), "grad_norm": round(grad_norm.item(), 3),
+                          "lr": lr, "sec_per_step": round(elapsed / max(1, step % cfg.log_every or cfg.log_every), 3)}
+                | {k: round(v, 3) for k, v in stats.items()})
+            started = time.time()
+        if step % cfg.checkpoint_every == 0 or step == end:
+            if cfg.stage == "autoencoder":  # cheap, and keeps every checkpoint usable downstream
+                measure_latent_stats(ema, source, buckets, tf, cfg.seed)
+            if rt.main:
+                save_checkpoint(ckpt_path, {"model": model.state_dict(), "ema": ema.state_dict(),
+                                            "optimizer": optimizer.state_dict(), "step": step,
+                                            "config": dataclasses.asdict(cfg), "rng": torch.get_rng_state()})
+    if rt.main and cfg.stage == "denoiser":
+        from cinegen.backends.native import NativeBackend
+
+        NativeBackend.save(out_dir / "model", model_cfg, vae, ema)
+        log(out_dir, {"event": "exported", "model_dir": str(out_dir / "model"), "step": step})
+    if rt.world_size > 1:
+        dist.destroy_process_group()
+    return out_dir
+
+
+def export(run_dir: str | Path, target: str | Path) -> None:
+    """Write a model directory (config.json + model.safetensors) from a denoiser run's EMA."""
+    from cinegen.backends.native import NativeBackend
+
+    run_dir = Path(run_dir)
+    state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+    cfg = TrainConfig.from_dict(state["config"])
+    model_cfg = copy.deepcopy(MODEL_PRESETS[cfg.model])
+    dit = SpacetimeDiT(model_cfg.denoiser)
+    dit.load_state_dict(state["ema"])
+    vae = load_autoencoder(cfg.autoencoder_from, model_cfg.autoencoder)
+    NativeBackend.save(target, model_cfg, vae, dit)
+

@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from cinegen.config import MODEL_PRESETS
+from cinegen.models.autoencoder import CausalVAE
+
+
+@pytest.fixture(scope="module")
+def vae():
+    torch.manual_seed(0)
+    return CausalVAE(MODEL_PRESETS["test"].autoencoder).eval()
+
+
+def test_shapes_follow_1_plus_4k(vae):
+    video = torch.randn(2, 3, 9, 32, 48)
+    z = vae.encode(video)
+    assert z.shape == (2, 4, 3, 4, 6)
+    assert vae.decode(z).shape == video.shape
+
+
+def test_frame_zero_is_encoded_alone(vae):
+    """Causality: an image encodes exactly as the first frame of any clip that starts with it."""
+    clip = torch.randn(1, 3, 9, 32, 32)
+    z_clip = vae.encode(clip)
+    z_image = vae.encode(clip[:, :, :1])
+    torch.testing.assert_close(z_image[:, :, 0], z_clip[:, :, 0])
+    # And later frames do not change earlier latents.
+    other = clip.clone()
+    other[:, :, 5:] = torch.randn(1, 3, 4, 32, 32)
+    torch.testing.assert_close(vae.encode(other)[:, :, :2], z_clip[:, :, :2])
+
+
+def test_chunked_decode_equals_full_decode(vae):
+    z = torch.randn(1, 4, 7, 4, 4)
+    full = vae.decode(z)
+    for chunk in (1, 2, 3):
+        torch.testing.assert_close(vae.decode_chunked(z, chunk=chunk), full, atol=1e-5, rtol=1e-5)
+
+
+def test_latent_normalisation_is_inside_encode_decode(vae):
+    video = torch.randn(1, 3, 5, 16, 16)
+    raw = vae.encode_distribution(video).mean
+    vae.latent_mean.fill_(0.5)
+    vae.latent_std.fill_(2.0)
+    try:
+        torch.testing.assert_close(vae.encode(video), (raw - 0.5) / 2.0)
+        torch.testing.assert_close(vae.decode(vae.encode(video)), vae.decode_raw(raw), atol=1e-5, rtol=1e-5)
+    finally:
+        vae.latent_mean.zero_()
+        vae.latent_std.fill_(1.0)
+
+
+def test_bad_frame_count_is_rejected(vae):
+    with pytest.raises(ValueError, match="1 \\+ 4k"):
+        vae.encode(torch.randn(1, 3, 6, 16, 16))

@@ -1,0 +1,104 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cinegen.cli import main
+from cinegen.errors import UserError
+from cinegen.media import read_metadata, read_video
+from cinegen.pipeline import GenerateRequest, Pipeline
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_model_dir):
+    return Pipeline.load(tiny_model_dir, device="cpu")
+
+
+def test_same_seed_same_frames_different_seed_differs(pipe):
+    req = GenerateRequest("a red ball moves right", width=32, height=32, frames=5, seed=1)
+    a, b = pipe.run(req).frames, pipe.run(req).frames
+    assert a.shape == (5, 32, 32, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    c = pipe.run(GenerateRequest("a red ball moves right", width=32, height=32, frames=5, seed=2)).frames
+    assert not np.array_equal(a, c)
+
+
+def test_batch_variations_match_single_seeds(pipe):
+    req = GenerateRequest("a blue square", width=32, height=32, frames=1, seed=5, batch=2)
+    batch = pipe.run(req).videos
+    single = pipe.run(GenerateRequest("a blue square", width=32, height=32, frames=1, seed=6)).frames
+    np.testing.assert_allclose(batch[1].astype(int), single.astype(int), atol=1)
+
+
+@pytest.mark.parametrize(("aspect", "size", "expected"), [("16:9", 64, (112, 64)), ("9:16", 64, (64, 112)),
+                                                          ("1:1", 48, (48, 48)), ("4:3", 48, (64, 48))])
+def test_aspect_geometry(pipe, aspect, size, expected):
+    g = pipe.geometry(GenerateRequest("x", aspect=aspect, size=size, seconds=1, fps=8))
+    assert (g.width, g.height) == expected
+    assert g.frames == 9 and g.latent == (3, expected[1] // 8, expected[0] // 8)
+
+
+@pytest.mark.parametrize("bad", [dict(prompt=""), dict(prompt="x", width=7), dict(prompt="x", seconds=0),
+                                 dict(prompt="x", aspect="wide"), dict(prompt="x", fps=100000),
+                                 dict(prompt="x", frames=6), dict(prompt="x", steps=0),
+                                 dict(prompt="x", sampler="ddim"), dict(prompt="x", seconds=4 * 3600)])
+def test_bad_requests_raise_user_errors(pipe, bad):
+    with pytest.raises(UserError):
+        pipe.validate(GenerateRequest(**bad))
+
+
+def test_cli_writes_mp4_with_metadata_and_reproduces_from_sidecar(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "clip.mp4"
+    assert main(["generate", "a green dot moves up", "--model", str(tiny_model_dir), "--frames", "5",
+                 "--width", "32", "--height", "48", "--seed", "7", "-o", str(out), "-q"]) == 0
+    frames, fps = read_video(out)
+    assert frames.shape == (5, 48, 32, 3) and fps == 8
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert read_metadata(out) == record
+    assert record["request"]["prompt"] == "a green dot moves up" and record["request"]["seed"] == 7
+    again = tmp_path / "again.mp4"
+    assert main(["generate", "--from", str(out.with_suffix(".json")), "--model", str(tiny_model_dir),
+                 "-o", str(again), "-q"]) == 0
+    assert np.array_equal(read_video(again)[0], frames)
+
+
+def test_cli_png_output_is_an_image(tiny_model_dir, tmp_path):
+    out = tmp_path / "still.png"
+    assert main(["generate", "a yellow triangle", "--model", str(tiny_model_dir), "-o", str(out), "-q"]) == 0
+    frames, _ = read_video(out)
+    assert frames.shape == (1, 32, 32, 3)
+
+
+@pytest.mark.parametrize("args", [["generate", "", "--frames", "1"], ["generate", "x", "--width", "7"],
+                                  ["generate", "x", "--seconds", "0"], ["generate", "x", "--aspect", "3:x"],
+                                  ["generate", "x", "-o", "/no/such/dir/x.mp4"], ["generate", "x", "-o", "x.avi"]])
+def test_cli_bad_input_one_line_exit_2_no_file(tiny_model_dir, tmp_path, monkeypatch, capsys, args):
+    monkeypatch.chdir(tmp_path)
+    out_args = [] if "-o" in args else ["-o", str(tmp_path / "x.mp4")]
+    assert main([*args, "--model", str(tiny_model_dir), *out_args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cinegen: error:"), lines
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_process_exit_code_and_no_traceback(tiny_model_dir, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "cinegen.cli", "generate", "x", "--width", "7", "--model",
+                           str(tiny_model_dir), "-o", str(tmp_path / "x.mp4")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["cinegen: error: width 7 must be a multiple of 16 (or of 8, such as 1080) between 16 and 1920"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_model_dir_with_wrong_shapes_is_rejected(tiny_model_dir, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_model_dir, bad)
+    config = json.loads((bad / "config.json").read_text())
+    config["denoiser"]["dim"] = 64
+    config["denoiser"]["rope_split"] = [4, 6, 6]
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match="shape"):
+        Pipeline.load(bad, device="cpu")

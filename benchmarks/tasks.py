@@ -1,0 +1,216 @@
+"""Issue 5 bars for every canvas task, on held-out world captions; one JSON line per result.
+
+    nice -n 19 env OMP_NUM_THREADS=1 python benchmarks/tasks.py --model weights --clips 3 [--long] [--events]
+
+Source clips are rendered by the world renderer at the model's default size, so every number
+compares the model's output against exact ground truth (see WORLD.md, cinegen/evaluate.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cinegen.evaluate import evaluate_clip
+from cinegen.media import write_video
+from cinegen.pipeline import GenerateRequest, Pipeline
+from cinegen.world import parse_caption, render
+from cinegen.world.detect import detect
+from cinegen.world.scene import Background
+
+HELDOUT = Path(__file__).with_name("heldout_captions.txt")
+EVENT_CAPTIONS = [
+    "a red ball moves right and passes behind a wall on a white background",
+    "a blue square moves left and passes behind a wall on a gray background",
+    "a yellow ball moves right and leaves a green trail on a black background",
+    "a purple square moves left and eats the small orange dots on a white background",
+]
+
+
+def emit(row: dict) -> None:
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 99.0 if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def colors(frames: np.ndarray, fps: float) -> set[str]:
+    return {t.color for t in detect(frames, fps).tracks}
+
+
+class Bench:
+    def __init__(self, pipe: Pipeline, folder: Path, seed: int):
+        self.pipe, self.folder, self.seed = pipe, folder, seed
+        d = pipe.defaults
+        self.w, self.h, self.fps = d.width, d.height, d.fps
+
+    def source(self, caption: str, seed: int, seconds: float = 2.125, name: str = "src.mp4"):
+        """A rendered clip of 1 + 4k frames (17 at 8 fps), written as mp4 as a user would give it."""
+        clip = render(
+            parse_caption(caption), width=self.w, height=self.h, fps=self.fps, seconds=seconds, seed=seed
+        )
+        path = self.folder / name
+        write_video(path, clip.frames, self.fps)
+        return clip, path
+
+    def run(self, **fields) -> tuple[np.ndarray, float]:
+        req = GenerateRequest(seed=self.seed, **fields)
+        started = time.perf_counter()
+        frames = self.pipe.run(req).frames
+        return frames, time.perf_counter() - started
+
+    def image2video(self, caption: str, i: int) -> dict:
+        clip, _ = self.source(caption, i)
+        image = self.folder / "first.png"
+        write_video(image, clip.frames[0], self.fps)
+        frames, secs = self.run(prompt=caption, image=str(image), seconds=2)
+        m = evaluate_clip(frames, self.fps, caption, task="image2video", reference=clip.frames[0])
+        return {"first_frame_psnr": m["first_frame_psnr"], "adherence": m["adherence"], "seconds": secs}
+
+    def extend(self, caption: str, i: int, backward: bool) -> dict:
+        clip, path = self.source(caption, i)
+        frames, secs = self.run(prompt=caption, task="extend", video=str(path), seconds=2, backward=backward)
+        given = len(clip.frames)
+        m = evaluate_clip(
+            frames, self.fps, caption, task="extend_backward" if backward else "extend", reference=clip.frames
+        )
+        joint = len(frames) - given if backward else given
+        before, after = (frames[joint:], frames[:joint]) if backward else (frames[:joint], frames[joint:])
+        kept = colors(before, self.fps)
+        found = colors(after, self.fps)
+        return {
+            "joint_discontinuity": m.get("joint_discontinuity"),
+            "given_frames_psnr": m["given_frames_psnr"],
+            "objects_kept": (len(kept & found) / len(kept)) if kept else None,
+            "adherence": m["adherence"],
+            "seconds": secs,
+        }
+
+    def connect(self, caption: str, i: int) -> dict:
+        a, pa = self.source(caption, i, name="a.mp4")
+        b, pb = self.source(caption, i + 100, name="b.mp4")
+        frames, secs = self.run(prompt=caption, task="connect", video=str(pa), video_b=str(pb), seconds=1)
+        m = evaluate_clip(frames, self.fps, caption, task="connect", reference=a.frames, reference_b=b.frames)
+        return {"joint_discontinuity": m.get("joint_discontinuity"), "seconds": secs}
+
+    def loop(self, caption: str, i: int, video: bool) -> dict:
+        if video:
+            _, path = self.source(caption, i)
+            frames, secs = self.run(prompt=caption, task="loop", video=str(path))
+        else:
+            frames, secs = self.run(prompt=caption, task="loop", seconds=2)
+        m = evaluate_clip(frames, self.fps, caption, task="loop")
+        return {"seam_ratio": m["seam_ratio"], "adherence": m["adherence"], "seconds": secs}
+
+    def mask_edit(self, caption: str, i: int) -> dict:
+        """Keep the subject, turn the background to another tone (white <-> black)."""
+        scene = parse_caption(caption)
+        source_tone = "white" if scene.background.tone != "white" else "black"
+        target_tone = "black" if source_tone == "white" else "white"
+        src_scene = dataclasses.replace(scene, background=Background(source_tone, "plain"))
+        clip = render(src_scene, width=self.w, height=self.h, fps=self.fps, seconds=2.125, seed=i)
+        path = self.folder / "src.mp4"
+        write_video(path, clip.frames, self.fps)
+        subject = np.stack(
+            [np.any([o.mask for o in t.objects if o.mask is not None], axis=0) for t in clip.truth]
+        )
+        # White = regenerate: the background, a few pixels away from the subject (mp4 edges blur).
+        from scipy import ndimage
+
+        grown = np.stack([ndimage.binary_dilation(s, iterations=3) for s in subject])
+        mask = np.repeat((~grown)[..., None] * 255, 3, axis=-1).astype(np.uint8)
+        mask_path = self.folder / "mask.mp4"
+        write_video(mask_path, mask, self.fps)
+        prompt = caption_with_tone(caption, target_tone)
+        frames, secs = self.run(prompt=prompt, task="edit", video=str(path), mask=str(mask_path))
+        from cinegen.media import read_video
+
+        given = read_video(path)[0]
+        outside = ~np.repeat((read_video(mask_path)[0].mean(-1) >= 128)[..., None], 3, -1)
+        tone = detect(frames, self.fps).tone
+        return {
+            "outside_psnr": psnr(frames[outside], given[outside]),
+            "tone_right": float(tone == target_tone),
+            "target_tone": target_tone,
+            "seconds": secs,
+        }
+
+    def long(self, caption: str, seconds: float) -> dict:
+        frames, secs = self.run(prompt=caption, seconds=seconds)
+        m = evaluate_clip(frames, self.fps, caption, task="long")
+        return {k: m.get(k) for k in ("adherence_first10s", "adherence_last10s", "drift")} | {"seconds": secs}
+
+    def events(self, caption: str) -> dict:
+        frames, secs = self.run(prompt=caption, seconds=4)
+        m = evaluate_clip(frames, self.fps, caption)
+        return {k: m.get(k) for k in ("reappeared", "trail_persistence", "dots_stay_gone", "adherence")} | {
+            "seconds": secs
+        }
+
+
+def guarded(fn, *args) -> dict:
+    """A crash in one clip (e.g. the detector on noise) is a row with its error, not a lost run."""
+    try:
+        return fn(*args)
+    except Exception as e:  # noqa: BLE001
+        return {"error": f"{type(e).__name__}: {e}"[:200]}
+
+
+def caption_with_tone(caption: str, tone: str) -> str:
+    scene = parse_caption(caption)
+    obj = scene.objects[0]
+    words = " ".join(w for w in (obj.size, obj.color, obj.shape) if w)
+    motion = {"stays still": "stays still"}.get(obj.motion or "", obj.motion or "stays still")
+    return f"a {words} {motion} on a plain {tone} background"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--clips", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tasks", default="image2video,extend,extend_backward,connect,loop,loop_video,mask_edit")
+    ap.add_argument(
+        "--long", type=float, default=0.0, help="also a long video of this many seconds (60 for the bar)"
+    )
+    ap.add_argument("--events", action="store_true", help="also occlusion / trail / eating captions")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    pipe = Pipeline.load(args.model, device="cpu")
+    captions = [c for c in HELDOUT.read_text().splitlines() if c.strip()][: args.clips]
+    with tempfile.TemporaryDirectory() as tmp:
+        bench = Bench(pipe, Path(tmp), args.seed)
+        for task in args.tasks.split(","):
+            for i, caption in enumerate(captions):
+                fn = {
+                    "image2video": lambda c, i: bench.image2video(c, i),
+                    "extend": lambda c, i: bench.extend(c, i, False),
+                    "extend_backward": lambda c, i: bench.extend(c, i, True),
+                    "connect": bench.connect,
+                    "loop": lambda c, i: bench.loop(c, i, False),
+                    "loop_video": lambda c, i: bench.loop(c, i, True),
+                    "mask_edit": bench.mask_edit,
+                }[task]
+                emit({"task": task, "caption": caption} | guarded(fn, caption, i))
+        if args.long:
+            emit(
+                {"task": "long", "caption": captions[0], "duration": args.long}
+                | guarded(bench.long, captions[0], args.long)
+            )
+        if args.events:
+            for caption in EVENT_CAPTIONS:
+                emit({"task": "events", "caption": caption} | guarded(bench.events, caption))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Draft → final: time of the half-size draft, of finalizing it, and of a direct full render; and
+PSNR(final downscaled to the draft's size, draft). One JSON line per prompt.
+
+    nice -n 19 env OMP_NUM_THREADS=1 python benchmarks/draft_final.py --model weights --clips 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from cinegen.evaluate import task_metrics
+from cinegen.pipeline import GenerateRequest, Pipeline
+
+HELDOUT = Path(__file__).with_name("heldout_captions.txt")
+
+
+def timed(fn, *args):
+    started = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - started
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--clips", type=int, default=3)
+    ap.add_argument("--width", type=int, default=None)
+    ap.add_argument("--height", type=int, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    pipe = Pipeline.load(args.model, device="cpu")
+    pipe.run(GenerateRequest("warm up", frames=1, steps=1))
+    for caption in [c for c in HELDOUT.read_text().splitlines() if c.strip()][: args.clips]:
+        req = GenerateRequest(caption, width=args.width, height=args.height, seed=0)
+        draft, t_draft = timed(pipe.draft, req)
+        final, t_final = timed(pipe.finalize, req, draft.latents)
+        _, t_full = timed(pipe.run, req)
+        psnr = task_metrics(final.frames, final.fps, "draft", draft.frames)["draft_psnr"]
+        print(
+            json.dumps(
+                {
+                    "benchmark": "draft_final",
+                    "caption": caption,
+                    "draft_size": list(draft.frames.shape[1:3]),
+                    "final_size": list(final.frames.shape[1:3]),
+                    "draft_s": round(t_draft, 3),
+                    "finalize_s": round(t_final, 3),
+                    "full_render_s": round(t_full, 3),
+                    "draft_over_finalize": round(t_draft / t_final, 3),
+                    "draft_over_full_render": round(t_draft / t_full, 3),
+                    "draft_psnr": round(psnr, 2),
+                }
+            ),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -49,7 +49,9 @@ MAX_SOURCE_FRAMES = 1 + 4 * 240  # about a minute at 16 fps; longer sources are 
 TASK_SECONDS = {"extend": 2.0, "connect": 1.0}  # default --seconds: the added part for these tasks
 EDIT_STRENGTH = 0.6
 FINALIZE_STRENGTH = 0.6  # draft → final re-noise level (DESIGN.md: t ≈ 0.5–0.7)
-LOOP_BRIDGE_SHARE = 0.25  # `loop --video`: the bridge back to the start, as a share of the clip
+# `loop --video`: the bridge back to the start as a share of the clip: long enough that objects can
+# travel back to where they started without a jump inside the bridge.
+LOOP_BRIDGE_SHARE = 0.5
 DTYPES = {
     "fp32": torch.float32,
     "float32": torch.float32,
@@ -809,7 +811,7 @@ def task_loop(job: _Job) -> list[np.ndarray]:
     source = source_latents(job, video, MAX_CANVAS_LATENTS)
     if len(source) < 1 + job.f * CONNECT_CONTEXT_LATENTS:
         raise UserError(f"--video needs at least {1 + job.f * CONNECT_CONTEXT_LATENTS} frames to loop")
-    latents = max(1, round(LOOP_BRIDGE_SHARE * (len(source) - 1) / job.f))
+    latents = max(2, round(LOOP_BRIDGE_SHARE * (len(source) - 1) / job.f))
     return [
         np.concatenate([source, job.bridge(source, source, latents, job.req.seed + i)])
         for i in range(job.req.batch)

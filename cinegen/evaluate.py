@@ -126,8 +126,9 @@ def flicker(frames: np.ndarray, det: Detection) -> float | None:
         return None
     from cinegen.world.detect import classify, downscale
 
-    small, _ = downscale(frames)
-    labels, gray = classify(small)
+    labels, gray = det.labels, det.gray
+    if labels is None or gray is None or len(labels) != len(frames):
+        labels, gray = classify(downscale(frames)[0])
     neutral = labels < 0
     static = neutral[1:] & neutral[:-1]
     if not static.any():

@@ -67,14 +67,6 @@ FEATURES = [
     "a big red ball eats the small blue dots and moves right on a white background",
     "a blue ball moves down and leaves an orange trail on a black background",
 ]
-# Known weak spots under mp4 (CRF 23) + noise σ=8, still open (see the issue-3 report).
-NOISY_WEAK = {
-    "a purple ball bounces on a black background",
-    "a red ball moves right on a checkered white background while the camera pans right",
-    "a yellow ball moves right and passes behind a wall on a white background",
-    "a green box moves right and a red ball moves left; when they touch, the box turns purple",
-    "a blue ball moves down and leaves an orange trail on a black background",
-}
 
 
 @pytest.fixture(scope="module", params=FEATURES)
@@ -87,12 +79,8 @@ def test_world_features_are_recognised(feature_clip):
     assert evaluate_clip(clip, 8, caption)["adherence"] == 1.0
 
 
-def test_world_features_survive_mp4_and_noise(feature_clip, request):
+def test_world_features_survive_mp4_and_noise(feature_clip):
     caption, clip = feature_clip
-    if caption in NOISY_WEAK:
-        request.applymarker(
-            pytest.mark.xfail(reason="detector not yet robust here under mp4+noise", strict=False)
-        )
     noisy = add_noise(mp4_roundtrip(clip, 8), 8.0, np.random.default_rng(0))
     assert evaluate_clip(noisy, 8, caption)["adherence"] == 1.0
 

@@ -129,3 +129,28 @@ def test_ltx_image_to_video_matches_diffusers_pipeline(tmp_path):
     print(f"parity ltx image->video max|diff| = {diff:.2e}")
     assert diff <= TOL
     assert torch.equal(ours[:, :, 0], first[:, :, 0])  # the given frame is kept exactly
+
+
+def test_wan_per_token_timesteps_match_the_ti2v_pipeline(tmp_path):
+    """Wan 2.2 TI2V (`expand_timesteps`): the denoiser takes a timestep per token."""
+    directory = save_tiny("wan", tmp_path / "wan-ti2v", expand_timesteps=True)
+    pipe = Pipeline.load(directory, device="cpu", dtype="fp32")
+    assert pipe.backend.per_token_t
+    width, height, frames = SIZE["wan"]
+    req = GenerateRequest(
+        prompt=PROMPT,
+        negative=NEGATIVE,
+        width=width,
+        height=height,
+        frames=frames,
+        steps=STEPS,
+        guidance=GUIDANCE,
+        seed=SEED,
+    )
+    ours = pipe.run(req).latents
+    noise = pipe.noise(pipe.validate(req), SEED, 1).cpu()
+    reference = pipeline_class("wan")(**pipe.backend.components, expand_timesteps=True)
+    theirs = reference(**diffusers_kwargs("wan", pipe, noise, width, height, frames))[0]
+    diff = (ours - theirs.float()).abs().max().item()
+    print(f"parity wan ti2v (per-token t) text->video max|diff| = {diff:.2e}")
+    assert diff <= TOL

@@ -6,6 +6,7 @@ per sample), LTX-Video (per-token t) and CogVideoX (v-prediction mapped to flow,
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -158,3 +159,45 @@ def test_guidance_one_skips_the_unconditional_pass(pipe):
         assert calls == [2, 2]
     finally:
         b._denoise = original
+
+
+def write_inputs(tmp_path, side: int, frames: int) -> dict:
+    from cinegen.media import write_video
+
+    rng = np.random.default_rng(0)
+    clip = (rng.random((frames, side, side, 3)) * 255).astype(np.uint8)
+    paths = {"video": tmp_path / "clip.mp4", "image": tmp_path / "first.png", "mask": tmp_path / "mask.png"}
+    write_video(paths["video"], clip, 8.0, {})
+    write_video(paths["image"], clip[:1], 8.0, {})
+    white = np.zeros((1, side, side, 3), np.uint8)
+    white[:, :, side // 2 :] = 255
+    write_video(paths["mask"], white, 8.0, {})
+    return {k: str(v) for k, v in paths.items()}
+
+
+def run_cases(pipe: Pipeline, cases: dict, side: int, frames: int) -> None:
+    base = dict(prompt="a red ball rolls left", width=side, height=side, frames=frames, steps=2, fps=8.0)
+    for name, (extra, expected) in cases.items():
+        out = pipe.run(GenerateRequest(**(base | extra))).videos[0]
+        assert out.shape[1:] == (side, side, 3), name
+        if expected is None:
+            assert out.shape[0] > frames, name  # the source kept, new frames added
+        else:
+            assert out.shape[0] == expected, name
+
+
+def test_every_pipeline_task_runs_end_to_end(pipe, tmp_path):
+    """The pipeline's own tasks (what the CLI and the server run) on an open family, lengths right."""
+    b = pipe.backend
+    side, frames = max(32, b.size_multiple), 1 + 2 * b.time_factor
+    p = write_inputs(tmp_path, side, frames)
+    cases = {
+        "generate": ({}, frames),
+        "image": ({"image": p["image"]}, frames),
+        "sdedit": ({"task": "edit", "video": p["video"], "strength": 0.5}, frames),
+        "extend": ({"task": "extend", "video": p["video"]}, None),
+        "connect": ({"task": "connect", "video": p["video"], "video_b": p["video"]}, None),
+        "loop": ({"task": "loop"}, frames),
+        "draft": ({"draft": True}, frames),
+    }
+    run_cases(pipe, cases, side, frames)

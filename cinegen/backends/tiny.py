@@ -191,11 +191,12 @@ def pipeline_class(family: str, image: bool = False):
     return getattr(diffusers, name)
 
 
-def tiny_pipeline(family: str, seed: int = 0, image: bool = False):
-    return pipeline_class(family, image)(**tiny_components(family, seed))
+def tiny_pipeline(family: str, seed: int = 0, image: bool = False, **pipeline_config):
+    """`pipeline_config`: the pipeline's own settings, e.g. `expand_timesteps=True` (Wan 2.2 TI2V)."""
+    return pipeline_class(family, image)(**tiny_components(family, seed), **pipeline_config)
 
 
-def save_tiny(family: str, directory: str | Path, seed: int = 0) -> Path:
+def save_tiny(family: str, directory: str | Path, seed: int = 0, **pipeline_config) -> Path:
     directory = Path(directory)
-    tiny_pipeline(family, seed).save_pretrained(directory)
+    tiny_pipeline(family, seed, **pipeline_config).save_pretrained(directory)
     return directory

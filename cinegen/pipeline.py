@@ -314,8 +314,6 @@ class Pipeline:
             raise UserError(f"strength {req.strength} is outside (0, 1]")
         if req.storyboard is not None and (req.task != "generate" or req.image or req.last_image):
             raise UserError("a storyboard works with plain generate only (no --image/--last-image)")
-        if req.draft and (req.task != "generate" or req.storyboard is not None):
-            raise UserError("--draft works with plain generate only")
 
     def prepare(self, req: GenerateRequest) -> Prepared:
         """Check the request and read its inputs; every user error surfaces here, before slow work."""
@@ -391,6 +389,10 @@ class Pipeline:
         show_progress: bool = False,
     ) -> GenerationResult:
         """A quick preview at half the size and a quarter of the steps; its latent is the state to finalize."""
+        # `run` ignores `req.draft` (the server renders its own preview for any task); a draft with
+        # saved state is text (+ image) → video only.
+        if req.task != "generate" or req.storyboard is not None:
+            raise UserError("--draft works with plain generate only (no storyboard, no other task)")
         g = self.validate(dataclasses.replace(req, draft=False))
         if g.latent[0] > WINDOW_LATENTS:
             raise UserError(f"--draft works for clips up to {self._window_seconds(g):g} s at {g.fps:g} fps")

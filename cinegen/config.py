@@ -149,6 +149,8 @@ class TrainConfig:
     # Share of batches with a condition mask (first frame, head, tail, ...); the rest are text->video.
     canvas_share: float = 0.5
     kl_weight: float = 1e-6
+    # Autoencoder stage: train the decoder only, keeping the (EMA) encoder a denoiser was trained on.
+    freeze_encoder: bool = False
     cache_clips: int = 0  # denoiser stage: clips to render and encode once (0 = twice the caption pool)
     data: DataConfig = field(default_factory=DataConfig)
 

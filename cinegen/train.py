@@ -20,6 +20,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -172,6 +173,41 @@ def denoiser_loss(dit: nn.Module, x0: torch.Tensor, text: TextEmbedding, fps: to
     return flow_loss(v, x0, noise, weight), {}
 
 
+# ----------------------------------------------------------------------------- periodic samples
+
+
+@torch.no_grad()
+def sample_and_evaluate(model_cfg: ModelConfig, vae: CausalVAE, dit: SpacetimeDiT,
+                        heldout_text: tuple[list[str], TextEmbedding | None], folder: Path) -> dict:
+    """Generate held-out captions with the EMA model, save them, and score them with `cinegen eval`."""
+    from cinegen.backends.native import NativeBackend
+    from cinegen.canvas import text_to_video
+    from cinegen.evaluate import evaluate_clip
+    from cinegen.media import write_video
+    from cinegen.pipeline import to_uint8
+    from cinegen.sampling import Guidance, sample
+
+    captions, embedding = heldout_text
+    if not captions:
+        return {}
+    backend = NativeBackend(model_cfg, vae, dit, None, torch.device("cpu"))
+    d = model_cfg.sampling
+    shape = (backend.latent_channels, 5, d.height // 8, d.width // 8)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, caption in enumerate(captions):
+        cond = backend.make_context(embedding[i : i + 1], d.fps)
+        uncond = backend.make_context(embedding[-1:], d.fps)
+        noise = torch.randn(shape, generator=torch.Generator().manual_seed(i))[None]
+        latent = sample(backend, text_to_video(shape[1:], backend.patch), noise, cond, uncond, steps=d.steps,
+                        guidance=Guidance(text=d.guidance), shift=backend.time_shift(shape[1] * (shape[2] // 2) * (shape[3] // 2)))
+        frames = to_uint8(backend.decode_latent(latent))[0]
+        write_video(folder / f"{i:02d}.mp4", frames, d.fps, {"prompt": caption})
+        rows.append(evaluate_clip(frames, d.fps, caption))
+    keys = ("adherence", "color_right", "shape_right", "motion_right", "background_right")
+    return {k: round(float(np.mean([r[k] for r in rows if r.get(k) is not None] or [0.0])), 3) for k in keys}
+
+
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -214,6 +250,10 @@ def train(cfg: TrainConfig, max_steps: int | None = None) -> Path:
         encoder = TextEncoder(model_cfg.text_encoder.name, model_cfg.text_encoder.max_tokens)
         captions = encode_captions(encoder, list(source.captions))
         null_text = encoder.encode([""])
+        heldout_text = ([], None)
+        if cfg.sample_every and Path(cfg.data.heldout).is_file():
+            heldout = [c for c in Path(cfg.data.heldout).read_text().splitlines() if c.strip()][:8]
+            heldout_text = (heldout, encoder.encode(heldout + [""]))
         del encoder
 
     model.to(rt.device).train()
@@ -230,6 +270,11 @@ def train(cfg: TrainConfig, max_steps: int | None = None) -> Path:
         torch.set_rng_state(state["rng"])
         if rt.main:
             log(out_dir, {"event": "resumed", "step": step})
+    if cfg.stage == "autoencoder" and cfg.freeze_encoder:
+        # A denoiser's latents come from the EMA encoder: fine-tune the decoder against exactly
+        # that encoder, so better reconstructions never shift the latent space under the denoiser.
+        model.encoder.load_state_dict(ema.encoder.state_dict())
+        model.encoder.requires_grad_(False)
     net = DistributedDataParallel(model) if rt.world_size > 1 else model
     if rt.main:
         params = sum(p.numel() for p in model.parameters())
@@ -270,8 +315,11 @@ def train(cfg: TrainConfig, max_steps: int | None = None) -> Path:
                           "lr": lr, "sec_per_step": round(elapsed / max(1, step % cfg.log_every or cfg.log_every), 3)}
                 | {k: round(v, 3) for k, v in stats.items()})
             started = time.time()
+        if rt.main and cfg.stage == "denoiser" and cfg.sample_every and step % cfg.sample_every == 0:
+            log(out_dir, {"step": step, "samples": sample_and_evaluate(model_cfg, vae, ema, heldout_text,
+                                                                       out_dir / "samples" / f"{step:06d}")})
         if step % cfg.checkpoint_every == 0 or step == end:
-            if cfg.stage == "autoencoder":  # cheap, and keeps every checkpoint usable downstream
+            if cfg.stage == "autoencoder" and not cfg.freeze_encoder:  # cheap; every checkpoint usable
                 measure_latent_stats(ema, source, buckets, tf, cfg.seed)
             if rt.main:
                 save_checkpoint(ckpt_path, {"model": model.state_dict(), "ema": ema.state_dict(),
@@ -287,8 +335,11 @@ def train(cfg: TrainConfig, max_steps: int | None = None) -> Path:
     return out_dir
 
 
-def export(run_dir: str | Path, target: str | Path) -> None:
-    """Write a model directory (config.json + model.safetensors) from a denoiser run's EMA."""
+def export(run_dir: str | Path, target: str | Path, autoencoder: str | None = None) -> None:
+    """Write a model directory (config.json + model.safetensors) from a denoiser run's EMA.
+
+    `autoencoder` overrides the run's VAE, e.g. with a decoder fine-tuned on the same encoder.
+    """
     from cinegen.backends.native import NativeBackend
 
     run_dir = Path(run_dir)
@@ -298,5 +349,15 @@ def export(run_dir: str | Path, target: str | Path) -> None:
     dit = SpacetimeDiT(model_cfg.denoiser)
     dit.load_state_dict(state["ema"])
     vae = load_autoencoder(cfg.autoencoder_from, model_cfg.autoencoder)
+    if autoencoder:
+        decoder_vae = load_autoencoder(autoencoder, model_cfg.autoencoder)
+        for (name, a), b in zip(vae.encoder.state_dict().items(), decoder_vae.encoder.state_dict().values(),
+                                strict=True):
+            if not torch.equal(a, b):
+                raise UserError(f"{autoencoder!r} has another encoder than the denoiser's VAE ({name} differs)")
+        # The denoiser learned latents normalised by its VAE's statistics; keep exactly those.
+        decoder_vae.latent_mean.copy_(vae.latent_mean)
+        decoder_vae.latent_std.copy_(vae.latent_std)
+        vae = decoder_vae
     NativeBackend.save(target, model_cfg, vae, dit)
 

@@ -1,7 +1,10 @@
+import dataclasses
+import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -42,11 +45,16 @@ def test_autoencoder_resume_is_exact(vae_run, tmp_path):
     assert_same_weights(weights(split), weights(vae_run))
 
 
-def test_denoiser_trains_exports_and_generates(vae_run, tmp_path):
+def test_denoiser_trains_samples_exports_and_generates(vae_run, tmp_path):
+    heldout = tmp_path / "heldout.txt"
+    heldout.write_text("a red ball moves right on a white background\n")
     out = tmp_path / "dit"
-    train(config(out, stage="denoiser", steps=3, autoencoder_from=str(vae_run)))
+    cfg = config(out, stage="denoiser", steps=3, autoencoder_from=str(vae_run), sample_every=3)
+    cfg.data = dataclasses.replace(TINY_DATA, heldout=str(heldout))
+    train(cfg)
     log = (out / "log.jsonl").read_text()
     assert '"step": 3' in log and "nan" not in log
+    assert '"samples": {"adherence"' in log and (out / "samples" / "000003" / "00.mp4").is_file()
     pipe = Pipeline.load(out / "model", device="cpu")
     video = pipe.run(GenerateRequest("a red ball", width=32, height=32, frames=5, steps=2)).frames
     assert video.shape == (5, 32, 32, 3)
@@ -72,3 +80,20 @@ def test_torchrun_two_processes_resume_exactly(vae_run, tmp_path):
     torchrun(split, 4)
     assert '"world_size": 2' in (straight / "log.jsonl").read_text()
     assert_same_weights(weights(split), weights(straight))
+
+
+def test_folder_of_videos_trains(tmp_path):
+    """`--data DIR`: a manifest of captioned videos instead of the world."""
+    from cinegen.media import write_video
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    with open(folder / "manifest.jsonl", "w") as f:
+        for i in range(2):
+            write_video(folder / f"{i}.mp4", rng.integers(0, 255, (12, 40, 56, 3), dtype=np.uint8), 12.0)
+            f.write(json.dumps({"video": f"{i}.mp4", "caption": f"clip {i}"}) + "\n")
+    cfg = config(tmp_path / "run", steps=2)
+    cfg.data = dataclasses.replace(TINY_DATA, source=str(folder))
+    train(cfg)
+    assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)["step"] == 2

@@ -2,11 +2,13 @@
 
 Pipeline (WORLD.md): downscale to a working resolution (fast, and averages noise away) →
 classify pixels by hue to the nearest palette color (a blend of a palette color with a
-neutral background keeps its hue, so anti-aliased and compressed edges stay their color) →
-connected components per color → tracks by Hungarian matching of centroids → per track
-color, shape (area over the circumscribed disc), size (area → radius), motion (in world
-coordinates, after undoing the camera) and events; background tone and pattern from the
-neutral pixels; camera pan by phase correlation and zoom by the pattern's edge density.
+neutral background keeps its hue, so anti-aliased and compressed edges stay their color),
+keeping a pixel when its chroma is over half the local peak (the 50% coverage line) →
+connected components per color, one vectorised pass per color → tracks by Hungarian
+matching of centroids → per track color, shape (3- and 4-fold complex moments), size (area →
+radius), motion (in world coordinates, after undoing the camera) and events; background tone
+and pattern from the neutral pixels; camera pan and zoom jointly from the phase and period of
+the pattern's Fourier fundamental in each frame.
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ class Component:
     area: float  # working pixels
     centroid: np.ndarray  # (x, y) working pixels
     rmax: float
-    orient3: complex  # 3-fold and 4-fold angular moments (orientation of triangles/squares)
-    orient4: complex
+    orient3: complex  # complex moments sum (z - centroid)^3 and ^4: shape by magnitude,
+    orient4: complex  # orientation of triangles / squares by phase
     border: bool  # touches the frame edge (clipped: shape and centroid unreliable)
 
 
@@ -478,7 +480,7 @@ def _merge(tracks: list[Track], fps: float, short: float) -> list[Track]:
                 a.frames += b.frames
                 a.comps += b.comps
                 a.final_color = b.final_color
-                tracks.remove(b)
+                tracks[:] = [tr for tr in tracks if tr is not b]  # identity: == would compare arrays
                 merged = True
                 break
             if merged:
@@ -652,9 +654,8 @@ def _paint_colors(labels: np.ndarray, short: int) -> tuple[set[str], float | Non
         areas = mask.sum(axis=(1, 2))
         if areas[-1] < 0.004 * short * short or areas[0] > 0.3 * areas[-1]:
             continue
-        kept = [
-            (mask[f] & mask[f + 1]).sum() / max(mask[f].sum(), 1) for f in range(T - 1) if mask[f].sum() > 0
-        ]
+        both = (mask[:-1] & mask[1:]).sum(axis=(1, 2))
+        kept = list(both[areas[:-1] > 0] / areas[:-1][areas[:-1] > 0])
         # What was painted stays painted (the painter may cover some), and it grew after it appeared (an
         # object that turned this color on contact keeps its area and leaves pixels behind).
         appeared = int(np.argmax(areas > 0))

@@ -47,13 +47,20 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     m.add_argument("--offload", action="store_true", help="open models: keep parts on the CPU, one on the GPU at a time")
     m.add_argument("--vae-tiling", action="store_true", help="open models: decode in spatial tiles (less memory)")
     m.add_argument("--vae-slicing", action="store_true", help="open models: decode a batch one video at a time")
+    m.add_argument("--compile", action="store_true", help="open models: torch.compile the denoiser")
+    m.add_argument("--step-cache", type=int, default=0, metavar="N",
+                   help="open models, for drafts: reuse the denoiser output for N steps after each call")
     p.add_argument("-o", "--output", default="out.mp4", help="output file: .mp4 .webm .gif .png .jpg")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def memory_options(args: argparse.Namespace) -> dict:
-    """The --offload / --vae-tiling / --vae-slicing flags as `Pipeline.load` keywords."""
-    return {k: getattr(args, k, False) for k in ("offload", "vae_tiling", "vae_slicing")}
+    """The --offload / --vae-tiling / --vae-slicing / --compile / --step-cache flags as `Pipeline.load` keywords."""
+    options = {k: getattr(args, k, False) for k in ("offload", "vae_tiling", "vae_slicing", "compile")}
+    step_cache = getattr(args, "step_cache", 0) or 0
+    if not 0 <= step_cache <= 8:
+        raise UserError(f"--step-cache {step_cache} is outside 0..8")
+    return options | {"step_cache": step_cache}
 
 
 def request_from_args(args: argparse.Namespace, **task_fields):

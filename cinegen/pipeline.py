@@ -206,6 +206,8 @@ class Pipeline:
         offload: bool = False,
         vae_tiling: bool = False,
         vae_slicing: bool = False,
+        compile: bool = False,
+        step_cache: int = 0,
     ) -> Pipeline:
         """`model`: a cinegen model directory (default: the shipped one), a diffusers directory of a
         supported open model (Wan, LTX-Video, CogVideoX) or its hub id (`cinegen.backends.loading`)."""
@@ -213,7 +215,8 @@ class Pipeline:
         from cinegen.backends.loading import load_backend
 
         dev = resolve_device(device)
-        options = Options(offload=offload, vae_tiling=vae_tiling, vae_slicing=vae_slicing)
+        options = Options(offload=offload, vae_tiling=vae_tiling, vae_slicing=vae_slicing, compile=compile,
+                          step_cache=step_cache)
         backend = load_backend(model or DEFAULT_MODEL_DIR, dev, resolve_dtype(dtype, dev), options=options)
         return cls(backend, backend.defaults, backend.name)
 

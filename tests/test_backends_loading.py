@@ -68,8 +68,19 @@ def test_models_command_lists_and_checks(ltx_dir, capsys, tmp_path):
 
 
 def test_generation_commands_take_memory_options():
-    args = build_parser().parse_args(["generate", "a cat", "--offload", "--vae-tiling", "--dtype", "bf16"])
+    args = build_parser().parse_args(
+        ["generate", "a cat", "--offload", "--vae-tiling", "--dtype", "bf16", "--step-cache", "1"]
+    )
     assert args.offload and args.vae_tiling and not args.vae_slicing and args.dtype == "bf16"
+    from cinegen.cli import memory_options
+
+    assert memory_options(args) == {
+        "offload": True,
+        "vae_tiling": True,
+        "vae_slicing": False,
+        "compile": False,
+        "step_cache": 1,
+    }
 
 
 def test_server_names_an_open_model(ltx_dir):

@@ -144,7 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cinegen.train import export, train
 
     if args.export:
-        export(args.run or TrainConfig.load(args.config).out_dir, args.export)
+        export(args.run or TrainConfig.load(args.config).out_dir, args.export, args.autoencoder)
         print(args.export)
         return 0
     if not args.config:
@@ -185,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--threads", type=_positive_int, help="CPU threads")
     tr.add_argument("--export", metavar="DIR", help="write a model directory from a run's EMA weights and exit")
     tr.add_argument("--run", help="run directory for --export (default: the config's out_dir)")
+    tr.add_argument("--autoencoder", help="for --export: take the VAE from this run instead of the config's")
     tr.set_defaults(func=cmd_train)
 
     for module in ("cinegen.tasks_cli", "cinegen.world.cli", "cinegen.evaluate_cli", "cinegen.serve.cli",

@@ -41,7 +41,7 @@ MAX_FPS = 60.0
 # One canvas covers at most this many latent frames: the longest clips the default model trains
 # on (configs/tiny.toml, data.latent_frames). Longer videos are made in windows of this length,
 # each knowing CONTEXT_LATENTS latent frames of the recent past plus one anchor frame.
-WINDOW_LATENTS = 7
+WINDOW_LATENTS = 5  # the longest clip (in latent frames) the default model was trained on
 CONTEXT_LATENTS = 2
 CONNECT_CONTEXT_LATENTS = 1  # each side of a transition; a short context leaves room to generate
 MAX_CANVAS_LATENTS = 16  # single-canvas tasks (edit, loop, connect) beyond the window, where RoPE still holds

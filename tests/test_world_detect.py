@@ -78,3 +78,15 @@ def test_camera_rates(camera, pan, zoom, pattern, size, fps):
     assert det.camera == camera
     assert det.pan_rate == pytest.approx(pan * PAN_SPEED, abs=0.25 * PAN_SPEED)
     assert det.zoom_rate == pytest.approx(zoom * ZOOM_RATE, abs=0.25 * ZOOM_RATE)
+
+
+@pytest.mark.parametrize("fps", [4, 30])
+def test_bounce_seen_at_low_and_high_fps(fps):
+    """At 4 fps the only views that show the drop are on the floor, where the object touches
+    the frame's bottom edge: the bounce test must use them (benchmark failures, issue 3)."""
+    caption = "a big blue box bounces on a black striped background"
+    frames = render(
+        parse_caption(caption), width=96, height=96, fps=fps, seconds=2.5, seed=3, masks=False
+    ).frames
+    tracks = detect(frames, fps).tracks
+    assert [t.motion for t in tracks] == ["bounces"]

@@ -22,6 +22,7 @@ from scipy.optimize import linear_sum_assignment
 
 from cinegen.world.vocab import (
     BACKGROUND_TONES,
+    BOUNCE_HEIGHT,
     COLORS,
     PAN_SPEED,
     PATTERN_CELL,
@@ -515,9 +516,11 @@ def _motion(track: Track, fps: float, W: int, H: int, pan_px: float, zoom_rate: 
     vx = float(np.polyfit(tw, xw, 1)[0]) / W if np.ptp(tw) > 0 else 0.0
     vy = float(np.polyfit(tw, yw, 1)[0]) / H if np.ptp(tw) > 0 else 0.0
     track.velocity = (round(vx, 4), round(vy, 4))
-    # bounces: falls, then rises again within the window
-    fall = np.maximum.accumulate(yw) - yw
-    if np.ptp(yw) > 0.15 * H and (fall > 0.06 * H).any() and (yw.max() - yw[0]) > 0.06 * H and abs(vx) < 0.12:
+    # bounces: falls, then rises again within the window. All views count here: a bouncing
+    # object touches the frame's bottom edge on the floor (so it is `border`), and at low fps
+    # the floor views are the only ones that show the drop.
+    fall = np.maximum.accumulate(y) - y
+    if np.ptp(y) > 0.15 * H and (fall > 0.06 * H).any() and (y.max() - y[0]) > 0.06 * H and abs(vx) < 0.12:
         return "bounces"
     if max(abs(vx), abs(vy)) > 0.1:
         if abs(vx) >= abs(vy):
@@ -558,6 +561,9 @@ def detect(frames: np.ndarray, fps: float) -> Detection:
         [c for c in comps if c.color not in dot_colors and c.color not in paint_colors] for comps in per_frame
     ]
     gate = 0.45 * max(H, W) / max(1.0, min(fps, 4.0)) + 0.15 * short
+    # A bouncing object near the floor moves ~0.34 H per frame at 4 fps (falls 3/4 of
+    # BOUNCE_HEIGHT in the last quarter period): a narrower gate splits its track in pieces.
+    gate = max(gate, 0.8 * BOUNCE_HEIGHT * H)
     tracks = []
     for comps in _link(objects_only, gate):
         tr = Track(

@@ -90,9 +90,7 @@ def run_request(args: argparse.Namespace, req) -> int:
     for path in paths:
         check_output_path(path)
     pipe = Pipeline.load(args.model, device=args.device, dtype=args.dtype, **memory_options(args))
-    geometry = pipe.validate(req)  # fail on bad settings before any slow work
-    if geometry.frames == 1 and Path(args.output).suffix.lower() in (".mp4", ".webm", ".gif") and req.frames == 1:
-        pass  # a one-frame video is still a valid file
+    pipe.validate(req)  # fail on bad settings before any slow work
     if req.draft:
         from cinegen.tasks_cli import write_draft_state
 

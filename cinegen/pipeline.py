@@ -29,6 +29,7 @@ from cinegen.canvas import (
     region_edit,
     text_to_video,
 )
+from cinegen.data import to_video
 from cinegen.errors import UserError
 from cinegen.inputs import Inputs, Shot, parse_storyboard
 from cinegen.sampling import SAMPLERS, FlowEdit, Guidance, sample
@@ -182,7 +183,7 @@ def parse_aspect(aspect: str) -> tuple[int, int]:
 
 def to_video_tensor(frames: np.ndarray) -> torch.Tensor:
     """uint8 (T, H, W, 3) -> float (1, 3, T, H, W) in [-1, 1]."""
-    return torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
+    return to_video(frames)[None]
 
 
 def to_uint8(video: torch.Tensor) -> list[np.ndarray]:

@@ -94,6 +94,18 @@ class WorldSource:
         return render(self.scenes[index], width=width, height=height, fps=fps, num_frames=frames, seed=seed,
                       masks=False).frames
 
+    def clip_with_objects(self, index: int, width: int, height: int, frames: int, fps: float, seed: int
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """The clip and a bool (T, H, W) mask of its visible object pixels."""
+        from cinegen.world import render
+
+        clip = render(self.scenes[index], width=width, height=height, fps=fps, num_frames=frames, seed=seed)
+        objects = np.zeros(clip.frames.shape[:3], dtype=bool)
+        for k, truth in enumerate(clip.truth):
+            for o in truth.objects:
+                objects[k] |= o.mask
+        return clip.frames, objects
+
 
 class FolderSource:
     """A folder with `manifest.jsonl` lines `{"video": "a.mp4", "caption": "..."}`.
@@ -154,15 +166,22 @@ class VideoBatch:
     video: torch.Tensor  # (B, 3, T, H, W) in [-1, 1]
     caption_ids: torch.Tensor  # (B,) index into the source's captions
     fps: float
+    objects: torch.Tensor | None = None  # (B, 1, T, H, W) 1.0 on object pixels, when the source knows them
 
 
-def video_batch(source, buckets: list[Bucket], time_factor: int, batch_size: int, rng: np.random.Generator
-                ) -> VideoBatch:
+def video_batch(source, buckets: list[Bucket], time_factor: int, batch_size: int, rng: np.random.Generator,
+                objects: bool = False) -> VideoBatch:
+    """A batch from one random bucket; `objects` also returns object masks if the source has them."""
     bucket = buckets[int(rng.integers(len(buckets)))]
     ids = rng.integers(len(source), size=batch_size)
-    clips = [source.clip(int(i), bucket.width, bucket.height, bucket.frames(time_factor), bucket.fps,
-                         int(rng.integers(2**31))) for i in ids]
-    return VideoBatch(torch.stack([to_video(c) for c in clips]), torch.from_numpy(ids), bucket.fps)
+    args = [(int(i), bucket.width, bucket.height, bucket.frames(time_factor), bucket.fps, int(rng.integers(2**31)))
+            for i in ids]
+    if objects and hasattr(source, "clip_with_objects"):
+        clips, masks = zip(*(source.clip_with_objects(*a) for a in args))
+        mask = torch.from_numpy(np.stack(masks)).float()[:, None]
+    else:
+        clips, mask = [source.clip(*a) for a in args], None
+    return VideoBatch(torch.stack([to_video(c) for c in clips]), torch.from_numpy(ids), bucket.fps, mask)
 
 
 @dataclass
@@ -170,16 +189,29 @@ class LatentBatch:
     latent: torch.Tensor  # (B, C, T, H, W)
     caption_ids: torch.Tensor  # (B,)
     fps: torch.Tensor  # (B,)
+    objects: torch.Tensor | None = None  # (B, 1, T, H, W) 1.0 where a latent cell holds an object
+
+
+def latent_cells(pixels: torch.Tensor, time_factor: int, spatial_factor: int) -> torch.Tensor:
+    """Bool pixel masks (B, T, H, W) -> (B, 1, 1 + (T-1)/tf, H/sf, W/sf): True where any pixel of
+    the cell is set. Frame 0 is a cell of its own, as in the causal VAE."""
+    padded = torch.cat([pixels[:, :1].expand(-1, time_factor - 1, -1, -1), pixels], dim=1)
+    b, t, h, w = padded.shape
+    cells = padded.view(b, t // time_factor, time_factor, h // spatial_factor, spatial_factor,
+                        w // spatial_factor, spatial_factor)
+    return cells.any(6).any(4).any(2)[:, None]
 
 
 class LatentCache:
-    """Clips rendered and encoded once: per bucket, latents and caption ids.
+    """Clips rendered and encoded once: per bucket, latents, caption ids and (world clips)
+    a bool map of the latent cells that hold an object.
 
     `tokens_per_batch` sets each bucket's batch size (short clips and images get bigger
     batches), so every step costs about the same.
     """
 
-    def __init__(self, groups: dict[Bucket, tuple[torch.Tensor, torch.Tensor]], tokens_per_batch: int, patch: int,
+    def __init__(self, groups: dict[Bucket, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
+                 tokens_per_batch: int, patch: int,
                  max_batch: int = 64):
         self.groups = groups
         self.buckets = sorted(groups, key=lambda b: (b.width, b.height, b.latent_frames, b.fps))
@@ -193,30 +225,35 @@ class LatentCache:
     @torch.no_grad()
     def build(cls, source, vae, buckets: list[Bucket], clips: int, seed: int, tokens_per_batch: int, patch: int,
               encode_batch: int = 16) -> LatentCache:
+        """Render and encode `clips` clips; world clips also keep which latent cells hold an object."""
         rng = np.random.default_rng([seed, 11])
         assignments: dict[Bucket, list[int]] = {}
         for _ in range(clips):
             bucket = buckets[int(rng.integers(len(buckets)))]
             assignments.setdefault(bucket, []).append(int(rng.integers(len(source))))
+        with_objects = hasattr(source, "clip_with_objects")
+        tf, sf = vae.config.time_factor, vae.config.spatial_factor
         groups = {}
         bar = tqdm(total=clips, desc="rendering and encoding clips", unit="clip")
         for bucket, ids in assignments.items():
-            latents = []
+            latents, objects = [], []
             for start in range(0, len(ids), encode_batch):
                 chunk = ids[start : start + encode_batch]
-                video = torch.stack([
-                    to_video(source.clip(i, bucket.width, bucket.height, bucket.frames(vae.config.time_factor),
-                                         bucket.fps, int(rng.integers(2**31))))
-                    for i in chunk
-                ])
-                latents.append(vae.encode(video).half())
+                args = [(i, bucket.width, bucket.height, bucket.frames(tf), bucket.fps, int(rng.integers(2**31)))
+                        for i in chunk]
+                if with_objects:
+                    rendered, masks = zip(*(source.clip_with_objects(*a) for a in args))
+                    objects.append(latent_cells(torch.from_numpy(np.stack(masks)), tf, sf))
+                else:
+                    rendered = [source.clip(*a) for a in args]
+                latents.append(vae.encode(torch.stack([to_video(c) for c in rendered])).half())
                 bar.update(len(chunk))
-            groups[bucket] = (torch.cat(latents), torch.tensor(ids))
+            groups[bucket] = (torch.cat(latents), torch.tensor(ids), torch.cat(objects) if objects else None)
         bar.close()
         return cls(groups, tokens_per_batch, patch)
 
     def save(self, path: str | Path) -> None:
-        payload = [(b.__dict__, lat, ids) for b, (lat, ids) in self.groups.items()]
+        payload = [(b.__dict__, *group) for b, group in self.groups.items()]
         tmp = Path(str(path) + ".tmp")
         torch.save(payload, tmp)
         tmp.replace(path)
@@ -224,12 +261,15 @@ class LatentCache:
     @classmethod
     def load(cls, path: str | Path, tokens_per_batch: int, patch: int) -> LatentCache:
         payload = torch.load(path, weights_only=True)
-        return cls({Bucket(**b): (lat, ids) for b, lat, ids in payload}, tokens_per_batch, patch)
+        # Caches written before object masks existed hold (bucket, latents, ids) only.
+        return cls({Bucket(**b): (lat, ids, *(rest or [None])) for b, lat, ids, *rest in payload},
+                   tokens_per_batch, patch)
 
     def batch(self, rng: np.random.Generator) -> LatentBatch:
         # Buckets are drawn in proportion to how many clips they hold.
         sizes = np.array([len(self.groups[b][1]) for b in self.buckets], dtype=np.float64)
         bucket = self.buckets[int(rng.choice(len(self.buckets), p=sizes / sizes.sum()))]
-        latents, ids = self.groups[bucket]
+        latents, ids, objects = self.groups[bucket]
         pick = torch.from_numpy(rng.integers(len(ids), size=self.batch_sizes[bucket]))
-        return LatentBatch(latents[pick].float(), ids[pick], torch.full((len(pick),), bucket.fps))
+        return LatentBatch(latents[pick].float(), ids[pick], torch.full((len(pick),), bucket.fps),
+                           objects[pick].float() if objects is not None else None)

@@ -46,6 +46,6 @@ def expand_token_t(t_tokens: torch.Tensor, patch: int) -> torch.Tensor:
 
 
 def flow_loss(v_pred: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Mean squared velocity error over the cells with weight 1 (the generated ones)."""
+    """Weighted mean squared velocity error; known cells carry weight 0."""
     err = (v_pred.float() - (noise - x0).float()).pow(2).mean(dim=1, keepdim=True)
     return (err * weight).sum() / weight.sum().clamp_min(1.0)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -136,19 +137,27 @@ def log(out_dir: Path, record: dict) -> None:
 # ----------------------------------------------------------------------------- losses
 
 
-def autoencoder_loss(vae: nn.Module, video: torch.Tensor, kl_weight: float, generator: torch.Generator
-                     ) -> tuple[torch.Tensor, dict]:
+def autoencoder_loss(vae: nn.Module, video: torch.Tensor, kl_weight: float, generator: torch.Generator,
+                     objects: torch.Tensor | None = None, object_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+    """L1 + MSE (+ a tiny KL); object pixels, grown by one pixel, count `1 + object_weight` times."""
     recon, dist_ = vae(video, generator)
-    l1 = (recon - video).abs().mean()
-    mse = (recon - video).pow(2).mean()
-    loss = l1 + mse + kl_weight * dist_.kl()
+    error = recon - video
+    weight = torch.ones_like(video[:, :1])
+    if objects is not None and object_weight > 0:
+        grown = F.max_pool3d(objects, kernel_size=(1, 3, 3), stride=1, padding=(0, 1, 1))
+        weight = weight + object_weight * grown
+    weight = weight / weight.mean()
+    l1 = (weight * error.abs()).mean()
+    mse = error.pow(2).mean()
+    loss = l1 + (weight * error.pow(2)).mean() + kl_weight * dist_.kl()
     psnr = 10 * math.log10(4.0 / max(mse.item(), 1e-10))  # range [-1, 1] has peak-to-peak 2
-    return loss, {"l1": l1.item(), "psnr": psnr}
+    return loss, {"l1": error.abs().mean().item(), "psnr": psnr}
 
 
 def denoiser_loss(dit: nn.Module, x0: torch.Tensor, text: TextEmbedding, fps: torch.Tensor, cfg: TrainConfig,
-                  generator: torch.Generator) -> tuple[torch.Tensor, dict]:
-    """Rectified-flow loss on a random canvas: known tokens carry t = 0 and get no loss."""
+                  generator: torch.Generator, objects: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """Rectified-flow loss on a random canvas: known tokens carry t = 0 and get no loss; latent
+    cells holding an object (when known) count `1 + cfg.object_weight` times."""
     b, _, t_len, h, w = x0.shape
     p = dit.module.config.patch_size if isinstance(dit, DistributedDataParallel) else dit.config.patch_size
     grid = (t_len, h // p, w // p)
@@ -170,6 +179,8 @@ def denoiser_loss(dit: nn.Module, x0: torch.Tensor, text: TextEmbedding, fps: to
     x_t = add_noise(x0, noise, expand_token_t(t_tokens, p))
     v = dit(x_t, t_tokens, text.tokens.float(), text.mask, text.pooled.float(), fps)
     weight = 1.0 - expand_token_t(masks, p)
+    if objects is not None and cfg.object_weight > 0:
+        weight = weight * (1.0 + cfg.object_weight * objects)
     return flow_loss(v, x0, noise, weight), {}
 
 
@@ -288,8 +299,10 @@ def train(cfg: TrainConfig, max_steps: int | None = None) -> Path:
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
         with autocast(cfg.precision, rt.device):
             if cfg.stage == "autoencoder":
-                batch = video_batch(source, buckets, tf, cfg.batch_size, rng)
-                loss, stats = autoencoder_loss(net, batch.video.to(rt.device), cfg.kl_weight, generator)
+                batch = video_batch(source, buckets, tf, cfg.batch_size, rng, objects=cfg.object_weight > 0)
+                objects = batch.objects.to(rt.device) if batch.objects is not None else None
+                loss, stats = autoencoder_loss(net, batch.video.to(rt.device), cfg.kl_weight, generator, objects,
+                                               cfg.object_weight)
             else:
                 batch = cache.batch(rng)
                 text = captions[batch.caption_ids]
@@ -297,8 +310,9 @@ def train(cfg: TrainConfig, max_steps: int | None = None) -> Path:
                 text = TextEmbedding(torch.where(drop[:, None, None], null_text.tokens.half(), text.tokens),
                                      torch.where(drop[:, None], null_text.mask, text.mask),
                                      torch.where(drop[:, None], null_text.pooled, text.pooled)).to(rt.device)
+                objects = batch.objects.to(rt.device) if batch.objects is not None else None
                 loss, stats = denoiser_loss(net, batch.latent.to(rt.device), text, batch.fps.to(rt.device), cfg,
-                                            generator)
+                                            generator, objects)
         lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
         for group in optimizer.param_groups:
             group["lr"] = lr

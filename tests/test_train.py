@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from cinegen.config import DataConfig, TrainConfig
+from cinegen.data import LatentCache
 from cinegen.pipeline import GenerateRequest, Pipeline
 from cinegen.train import CHECKPOINT, train
 
@@ -49,9 +50,11 @@ def test_denoiser_trains_samples_exports_and_generates(vae_run, tmp_path):
     heldout = tmp_path / "heldout.txt"
     heldout.write_text("a red ball moves right on a white background\n")
     out = tmp_path / "dit"
-    cfg = config(out, stage="denoiser", steps=3, autoencoder_from=str(vae_run), sample_every=3)
+    cfg = config(out, stage="denoiser", steps=3, autoencoder_from=str(vae_run), sample_every=3, object_weight=2.0)
     cfg.data = dataclasses.replace(TINY_DATA, heldout=str(heldout))
     train(cfg)
+    cache = LatentCache.load(out / "latents.pt", 180, 1)
+    assert all(objects is not None and objects.any() for _, _, objects in cache.groups.values())
     log = (out / "log.jsonl").read_text()
     assert '"step": 3' in log and "nan" not in log
     assert '"samples": {"adherence"' in log and (out / "samples" / "000003" / "00.mp4").is_file()
@@ -97,3 +100,37 @@ def test_folder_of_videos_trains(tmp_path):
     cfg.data = dataclasses.replace(TINY_DATA, source=str(folder))
     train(cfg)
     assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)["step"] == 2
+
+
+def test_object_masks_cover_the_objects_and_weight_the_loss():
+    from cinegen.data import WorldSource, make_buckets, video_batch
+    from cinegen.train import autoencoder_loss
+
+    source = WorldSource(TINY_DATA, seed=0)
+    batch = video_batch(source, make_buckets(TINY_DATA, 4), 4, 3, np.random.default_rng(0), objects=True)
+    assert batch.objects is not None and batch.objects.shape[1] == 1
+    assert batch.objects.shape[2:] == batch.video.shape[2:]
+    assert 0 < batch.objects.mean() < 0.5  # some pixels are objects, most are background
+
+    class Shift(torch.nn.Module):  # a "VAE" whose reconstruction is off by 0.1 on object pixels only
+        def forward(self, video, generator):
+            from cinegen.models.autoencoder import LatentDistribution
+
+            zero = torch.zeros(1)
+            return video + 0.1 * batch.objects, LatentDistribution(zero, zero)
+
+    g = torch.Generator()
+    plain, _ = autoencoder_loss(Shift(), batch.video, 0.0, g)
+    weighted, _ = autoencoder_loss(Shift(), batch.video, 0.0, g, batch.objects, object_weight=4.0)
+    assert weighted > 2 * plain
+
+
+def test_latent_cells_follow_the_causal_frame_groups():
+    from cinegen.data import latent_cells
+
+    pixels = torch.zeros(1, 9, 16, 16, dtype=torch.bool)
+    pixels[0, 0, 0, 0] = True  # frame 0 -> latent frame 0, cell (0, 0)
+    pixels[0, 6, 9, 15] = True  # frame 6 is in frames 5..8 -> latent frame 2, cell (1, 1)
+    cells = latent_cells(pixels, 4, 8)
+    assert cells.shape == (1, 1, 3, 2, 2)
+    assert cells.nonzero().tolist() == [[0, 0, 0, 0, 0], [0, 0, 2, 1, 1]]

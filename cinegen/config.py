@@ -149,10 +149,10 @@ class TrainConfig:
     # Share of batches with a condition mask (first frame, head, tail, ...); the rest are text->video.
     canvas_share: float = 0.5
     kl_weight: float = 1e-6
-    # World data: extra loss weight on object pixels (autoencoder) or on latent cells holding
-    # an object (denoiser), from the renderer's truth masks. Objects cover a few percent of a
-    # frame, so an unweighted loss lets a small model trade them away for the background
-    # and learn them last; 0 turns it off.
+    # Extra loss weight on object pixels and pixels that change between frames (autoencoder),
+    # or on latent cells holding an object (denoiser); object masks come from the world's
+    # truth. Objects cover a few percent of a frame, so an unweighted loss lets a small model
+    # trade them away for the background and learn them last; 0 turns it off.
     object_weight: float = 0.0
     # Autoencoder stage: train the decoder only, keeping the (EMA) encoder a denoiser was trained on.
     freeze_encoder: bool = False

@@ -139,12 +139,19 @@ def log(out_dir: Path, record: dict) -> None:
 
 def autoencoder_loss(vae: nn.Module, video: torch.Tensor, kl_weight: float, generator: torch.Generator,
                      objects: torch.Tensor | None = None, object_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
-    """L1 + MSE (+ a tiny KL); object pixels, grown by one pixel, count `1 + object_weight` times."""
+    """L1 + MSE (+ a tiny KL). With `object_weight`, pixels that hold an object or change from
+    the previous frame (where a moving thing arrives and where it left), grown by one pixel,
+    count `1 + object_weight` times: a small VAE otherwise keeps a moving object frozen at its
+    first position, since those pixels are a sliver of the loss."""
     recon, dist_ = vae(video, generator)
     error = recon - video
     weight = torch.ones_like(video[:, :1])
-    if objects is not None and object_weight > 0:
-        grown = F.max_pool3d(objects, kernel_size=(1, 3, 3), stride=1, padding=(0, 1, 1))
+    if object_weight > 0:
+        changed = (video[:, :, 1:] - video[:, :, :-1]).abs().amax(1, keepdim=True) > 0.1
+        salient = torch.cat([torch.zeros_like(changed[:, :, :1]), changed], dim=2).float()
+        if objects is not None:
+            salient = torch.maximum(salient, objects)
+        grown = F.max_pool3d(salient, kernel_size=(1, 3, 3), stride=1, padding=(0, 1, 1))
         weight = weight + object_weight * grown
     weight = weight / weight.mean()
     l1 = (weight * error.abs()).mean()

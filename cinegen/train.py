@@ -147,8 +147,8 @@ def autoencoder_loss(vae: nn.Module, video: torch.Tensor, kl_weight: float, gene
     error = recon - video
     weight = torch.ones_like(video[:, :1])
     if object_weight > 0:
-        changed = (video[:, :, 1:] - video[:, :, :-1]).abs().amax(1, keepdim=True) > 0.1
-        salient = torch.cat([torch.zeros_like(changed[:, :, :1]), changed], dim=2).float()
+        salient = torch.zeros_like(weight)
+        salient[:, :, 1:] = (video[:, :, 1:] - video[:, :, :-1]).abs().amax(1, keepdim=True) > 0.1
         if objects is not None:
             salient = torch.maximum(salient, objects)
         grown = F.max_pool3d(salient, kernel_size=(1, 3, 3), stride=1, padding=(0, 1, 1))

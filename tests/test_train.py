@@ -134,3 +134,18 @@ def test_latent_cells_follow_the_causal_frame_groups():
     cells = latent_cells(pixels, 4, 8)
     assert cells.shape == (1, 1, 3, 2, 2)
     assert cells.nonzero().tolist() == [[0, 0, 0, 0, 0], [0, 0, 2, 1, 1]]
+
+
+@pytest.mark.parametrize("frames", [1, 5])
+def test_weighted_autoencoder_loss_takes_images_and_clips(frames):
+    from cinegen.models.autoencoder import LatentDistribution
+    from cinegen.train import autoencoder_loss
+
+    class Dim(torch.nn.Module):
+        def forward(self, video, generator):
+            zero = torch.zeros(1)
+            return 0.9 * video, LatentDistribution(zero, zero)
+
+    video = torch.rand(2, 3, frames, 8, 8) * 2 - 1
+    loss, stats = autoencoder_loss(Dim(), video, 0.0, torch.Generator(), None, object_weight=4.0)
+    assert torch.isfinite(loss) and stats["psnr"] > 20

@@ -25,6 +25,10 @@ class Canvas:
     init: torch.Tensor | None = None  # (C, T, H, W) source for SDEdit-style edits
     strength: float = 1.0  # edits start at t = strength
     wrap: bool = False  # circular time (seamless loop)
+    # The given pixel frames (video frame index -> (3, H, W) in [-1, 1] at the latent's pixel size),
+    # for checkpoints that take the image itself besides its latent (Wan image-to-video: its CLIP
+    # image encoder, and a condition latent encoded from the given frames among blank ones).
+    images: dict[int, torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         t, h, w = self.shape

@@ -53,6 +53,9 @@ FINALIZE_STRENGTH = 0.6  # draft → final re-noise level (DESIGN.md: t ≈ 0.5�
 # `loop --video`: the bridge back to the start as a share of the clip: long enough that objects can
 # travel back to where they started without a jump inside the bridge.
 LOOP_BRIDGE_SHARE = 0.5
+# carry_detail: a pixel within this many uint8 levels of the known frame's decode still shows
+# the same surface, so it takes that frame's VAE error correction in full (fading to none at 2x).
+DETAIL_TOLERANCE = 16.0
 DTYPES = {
     "fp32": torch.float32,
     "float32": torch.float32,
@@ -612,6 +615,7 @@ class _Job:
             known = torch.cat([known, known.new_zeros(known.shape[0], n, *known.shape[2:])], dim=1)
             canvas = keep_frames(shape, known, list(range(k + 1)), self.patch)
             frames = self.decode(self.sample(canvas, [self.window_seed(seed, w)], prompt=prompt))[0]
+            frames = carry_detail(frames, {self.f * k: recent[-1]})
             new = frames[1 + self.f * k :][:new_frames]
             out.append(new)
             recent = np.concatenate([recent, new])[-1 - self.f * k :]
@@ -633,6 +637,7 @@ class _Job:
             canvas = keep_frames(shape, known, list(range(n + 1, n + 1 + k)), self.patch)
             frames = self.decode(self.sample(canvas, [self.window_seed(seed, w)]))[0]
             # Frame f·n of the window stands where video[0] is: keep the given frame, not its copy.
+            frames = carry_detail(frames, {self.f * n: video[0]})
             new = frames[: self.f * n][-new_frames:]
             video = np.concatenate([new, video])
             new_frames -= len(new)
@@ -651,8 +656,35 @@ class _Job:
         known = torch.cat([head, middle, tail], dim=1)
         canvas = keep_ends(tuple(known.shape[1:]), known, k + 1, k, self.patch)
         frames = self.decode(self.sample(canvas, [seed], prompt=prompt))[0]
+        frames = carry_detail(frames, {self.f * k: a[-1], self.f * (k + latents): b[0]})
         # The last generated frame stands where b[0] is; b itself follows.
         return frames[1 + self.f * k : 1 + self.f * k + self.f * latents - 1]
+
+
+def carry_detail(frames: np.ndarray, known: dict[int, np.ndarray]) -> np.ndarray:
+    """Put given frames back exactly and carry their detail into the generated ones.
+
+    `known` maps a frame index of `frames` (a decoded window) to the uint8 frame the user gave
+    for that place. The decode of a known frame misses what the VAE cannot reconstruct (fine
+    texture, exact colours); that residual is added to every frame wherever the frame still
+    shows what the known one showed (close to its decode), so a given first frame comes back
+    exactly and the background after a joint keeps the source's detail instead of jumping to
+    the VAE's version of it. With several known frames each one's weight falls linearly to 0
+    at its neighbours. Moving content differs from the reference and is left as generated.
+    """
+    if not known:
+        return frames
+    out = frames.astype(np.float32)
+    places = sorted(known)
+    t = np.arange(len(frames))
+    for k, i in enumerate(places):
+        weight = np.interp(t, places, np.eye(len(places))[k]) if len(places) > 1 else np.ones(len(frames))
+        reference = frames[i].astype(np.float32)
+        residual = known[i].astype(np.float32) - reference
+        distance = np.abs(frames.astype(np.float32) - reference).max(axis=-1, keepdims=True)
+        same = np.clip(2.0 - distance / DETAIL_TOLERANCE, 0.0, 1.0)
+        out += weight[:, None, None, None] * same * residual
+    return np.clip(out.round(), 0, 255).astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------- the tasks
@@ -670,7 +702,7 @@ def task_generate(job: _Job) -> list[np.ndarray]:
             [job.req.seed + i for i in range(job.req.batch)],
             job.req.batch,
         )
-        return [v[: g.frames] for v in job.decode(latent)]
+        return [carry_detail(v, given_images(job, len(v)))[: g.frames] for v in job.decode(latent)]
     if inputs.last_image is not None:
         raise UserError(
             f"--last-image works for clips up to {job.pipe._window_seconds(g):g} s at {g.fps:g} fps"
@@ -698,6 +730,12 @@ def first_window_canvas(job: _Job, shape: tuple[int, int, int]) -> Canvas:
     return keep_frames(shape, known, frames, job.patch)
 
 
+def given_images(job: _Job, frames: int) -> dict[int, np.ndarray]:
+    """The user's first / last images by their place in a decoded window of `frames` frames."""
+    places = {0: job.inputs.image, frames - 1: job.inputs.last_image}
+    return {i: image for i, image in places.items() if image is not None}
+
+
 def long_video_passes(job: _Job, frames: int) -> int:
     per_window = job.f * (WINDOW_LATENTS - CONTEXT_LATENTS - 1)
     return 1 + -(-(frames - job.frames_of(WINDOW_LATENTS)) // per_window)
@@ -708,6 +746,7 @@ def long_video(job: _Job, prompt: str, frames: int, seed: int) -> np.ndarray:
     so colors, shapes and the scene hold; decoded window by window, so memory stays flat."""
     shape = (min(WINDOW_LATENTS, 1 + (frames - 1) // job.f), *job.g.latent[1:])
     first = job.decode(job.sample(first_window_canvas(job, shape), [seed], prompt=prompt))[0]
+    first = carry_detail(first, given_images(job, len(first)))
     if len(first) >= frames:
         return first[:frames]
     return job.continue_forward(first, frames - len(first), seed, prompt=prompt, anchor=first[0])

@@ -7,6 +7,11 @@ dataclasses of batch-first tensors, concatenated to run all guidance branches in
 The latent `x` evolves on every cell; branches that use the condition see the known cells
 replaced by the known latent noised to `t_floor`, with per-token timesteps that say so.
 The branch without condition sees `x` as it is, at the current t everywhere.
+
+Image-to-video checkpoints that take the given frames as extra input channels (a backend with
+`condition_channels`, e.g. Wan / CogVideoX I2V) see `x` as it is in every branch; the known part
+goes in through `backend.prepare_condition(canvas, known, batch)`, passed to `velocity` as
+`condition` (one per branch; the branch without condition gets the blank one).
 """
 
 from __future__ import annotations
@@ -63,31 +68,36 @@ def guided_velocity(
     cond: Any,
     uncond: Any,
     guidance: Guidance,
+    channels: tuple[Any, Any] | None = None,
 ) -> torch.Tensor:
     """Velocity at `x` (B, C, T, H, W) and time t, combining up to three branches:
-    v = v(∅, ∅) + g_c·(v(∅, c) − v(∅, ∅)) + g_t·(v(text, c) − v(∅, c))  (InstructPix2Pix, arXiv 2211.09800)."""
+    v = v(∅, ∅) + g_c·(v(∅, c) − v(∅, ∅)) + g_t·(v(text, c) − v(∅, c))  (InstructPix2Pix, arXiv 2211.09800).
+    `channels`: (the canvas's condition, the blank one) for a backend with `condition_channels`."""
     b = x.shape[0]
     token_mask = canvas.token_mask().to(x.device)
     has_condition = canvas.mask is not None
     t_free = torch.full((b, *canvas.token_grid), float(t), device=x.device)
-    if has_condition:
+    if has_condition and channels is None:
         x_cond = torch.where(canvas.cell_mask().to(x.device).bool(), known_noisy, x)
         t_cond = torch.where(token_mask.bool(), canvas.t_floor, t_free)
     else:
         x_cond, t_cond = x, t_free
+    given, blank = channels if channels is not None else (None, None)
 
-    branches: list[tuple[torch.Tensor, torch.Tensor, Any]] = []
+    branches: list[tuple[torch.Tensor, torch.Tensor, Any, Any]] = []
     use_condition_guidance = has_condition and guidance.condition != 1.0
     if use_condition_guidance:
-        branches.append((x, t_free, uncond))
+        branches.append((x, t_free, uncond, blank))
     if guidance.text != 1.0 or use_condition_guidance:
-        branches.append((x_cond, t_cond, uncond))
-    branches.append((x_cond, t_cond, cond))
+        branches.append((x_cond, t_cond, uncond, given))
+    branches.append((x_cond, t_cond, cond, given))
 
+    extra = {} if channels is None else {"condition": [br[3] for br in branches]}
     v_all = model.velocity(
         torch.cat([br[0] for br in branches]),
         torch.cat([br[1] for br in branches]),
         concat_contexts([br[2] for br in branches]),
+        **extra,
     ).chunk(len(branches))
     if len(branches) == 1:
         return v_all[0]
@@ -134,33 +144,49 @@ def sample(
     known = canvas.known.to(noise) if canvas.known is not None else None
     known_noisy = add_noise(known, noise, canvas.t_floor) if known is not None else None
     cell_mask = canvas.cell_mask().to(noise.device).bool()
+    channels = None
+    if getattr(model, "condition_channels", False):  # once per run: the given frames as input channels
+        blank = model.prepare_condition(Canvas(canvas.shape, canvas.patch), None, noise.shape[0])
+        given = blank if known is None else model.prepare_condition(canvas, known_noisy, noise.shape[0])
+        channels = (given, blank)
     if flow_edit is not None:
         assert init is not None, "FlowEdit needs the source latent as canvas.init"
         x = init.expand_as(noise).clone()
 
     def guided(x_at: torch.Tensor, t: float, step: int) -> torch.Tensor:
         if flow_edit is None:
-            return guided_velocity(model, canvas, x_at, t, known_noisy, cond, uncond, guidance)
+            return guided_velocity(model, canvas, x_at, t, known_noisy, cond, uncond, guidance, channels)
         # FlowEdit (Kulikov et al., arXiv 2412.08629): noise the source afresh each step, move the
         # edit by v(target | z_src + edit − source) − v(source prompt | z_src). Same noise within a step.
         eps = torch.randn(noise.shape, generator=torch.Generator().manual_seed(flow_edit.seed + step)).to(
             noise
         )
         z_src = add_noise(init, eps, t)
-        v_tar = guided_velocity(model, canvas, x_at + z_src - init, t, known_noisy, cond, uncond, guidance)
+        v_tar = guided_velocity(
+            model, canvas, x_at + z_src - init, t, known_noisy, cond, uncond, guidance, channels
+        )
         return v_tar - guided_velocity(
-            model, canvas, z_src, t, known_noisy, flow_edit.source_cond, uncond, guidance
+            model, canvas, z_src, t, known_noisy, flow_edit.source_cond, uncond, guidance, channels
         )
 
     def velocity(x_at: torch.Tensor, t: float, step: int) -> torch.Tensor:
         if not canvas.wrap:
             return guided(x_at, t, step)
         # Seamless loop: roll the time axis by a different amount each step so the seam between
-        # the last and first frame is an interior position for most of the trajectory.
+        # the last and first frame is an interior position for most of the trajectory. (Loops know
+        # no frames, so a channel-conditioned model's condition is the blank one and is not rolled.)
         k = step % canvas.shape[0]
         rolled = dataclasses.replace(canvas, known=_roll(canvas.known, k, 1), mask=_roll(canvas.mask, k, 0))
         v = guided_velocity(
-            model, rolled, torch.roll(x_at, k, dims=2), t, _roll(known_noisy, k, 2), cond, uncond, guidance
+            model,
+            rolled,
+            torch.roll(x_at, k, dims=2),
+            t,
+            _roll(known_noisy, k, 2),
+            cond,
+            uncond,
+            guidance,
+            channels,
         )
         return torch.roll(v, -k, dims=2)
 

@@ -58,6 +58,7 @@ def test_image_to_video_keeps_the_first_latent_frame_and_ends_on_the_last_image(
     result = pipe.run(req)
     assert result.frames.shape == (13, 32, 32, 3)
     image = read_video(clips / "img.png")[0]
+    assert np.array_equal(result.frames[0], image[0]) and np.array_equal(result.frames[-1], image[0])
     first = pipe.backend.encode_video(
         torch.from_numpy(image.copy()).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
     )
@@ -306,3 +307,19 @@ def test_server_task_fields_run_through_pipeline_run(pipe, clips):
             GenerateRequest("a blue ball", task=task, video=str(clips / "a.mp4"), seconds=1, **extra)
         )
         assert out.frames.ndim == 4
+
+
+def test_carry_detail_restores_known_frames_and_leaves_moved_pixels_alone():
+    from cinegen.pipeline import carry_detail
+
+    rng = np.random.default_rng(0)
+    decoded = np.full((5, 8, 8, 3), 100, np.uint8)
+    decoded[3:, :2] = 250  # something arrives in the top rows of the last frames
+    given = rng.integers(90, 110, (8, 8, 3)).astype(np.uint8)  # the detail the VAE lost
+    out = carry_detail(decoded, {0: given})
+    assert np.array_equal(out[0], given)
+    assert np.array_equal(out[4, 2:], given[2:])  # the unchanged surface takes the detail
+    assert np.array_equal(out[4, :2], decoded[4, :2])  # the new content is left as generated
+    both = carry_detail(decoded, {0: given, 4: decoded[4]})
+    assert np.array_equal(both[0], given) and np.array_equal(both[4], decoded[4])
+    assert carry_detail(decoded, {}) is decoded

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 
 FAMILIES = ("wan", "ltx", "cogvideox")
+# Image-to-video checkpoints whose denoiser takes the given frames as extra input channels.
+IMAGE_TO_VIDEO = ("wan-i2v", "cogvideox-i2v")
 WORDS = (
     "a red ball rolls left right on the green grass blue sky at night day cat dog runs jumps slowly fast "
     "small big over under sea waves sun moon tree house car city street rain snow"
@@ -51,10 +53,30 @@ def _t5(umt5: bool, dim: int = 32):
     return T5EncoderModel(T5Config(**kwargs)).eval()
 
 
+def _clip_vision(image_size: int = 32, dim: int = 16):
+    """A tiny CLIP vision tower and its image processor (Wan 2.1 image-to-video's image encoder)."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    config = CLIPVisionConfig(
+        hidden_size=dim,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=image_size,
+        patch_size=8,
+        projection_dim=dim,
+    )
+    processor = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size=image_size)
+    return CLIPVisionModel(config).eval(), processor
+
+
 def tiny_components(family: str, seed: int = 0) -> dict:
-    """Components of a tiny `family` pipeline (random weights from `seed`)."""
+    """Components of a tiny `family` pipeline (random weights from `seed`); `family` is one of
+    FAMILIES or IMAGE_TO_VIDEO."""
     torch.manual_seed(seed)
-    if family == "wan":
+    extra = {}
+    if family in ("wan", "wan-i2v"):
+        i2v = family == "wan-i2v"
         from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
 
         vae = AutoencoderKLWan(
@@ -68,7 +90,7 @@ def tiny_components(family: str, seed: int = 0) -> dict:
             patch_size=(1, 2, 2),
             num_attention_heads=2,
             attention_head_dim=12,
-            in_channels=16,
+            in_channels=16 + 4 + 16 if i2v else 16,  # noisy latent, 4 mask channels, condition latent
             out_channels=16,
             text_dim=32,
             freq_dim=256,
@@ -77,9 +99,13 @@ def tiny_components(family: str, seed: int = 0) -> dict:
             cross_attn_norm=True,
             qk_norm="rms_norm_across_heads",
             rope_max_seq_len=32,
+            image_dim=16 if i2v else None,  # the CLIP tower's width
+            added_kv_proj_dim=24 if i2v else None,  # the transformer's width (2 heads x 12)
         )
         scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
         encoder = _t5(umt5=True)
+        if i2v:
+            extra["image_encoder"], extra["image_processor"] = _clip_vision()
     elif family == "ltx":
         from diffusers import (
             AutoencoderKLLTXVideo,
@@ -128,7 +154,8 @@ def tiny_components(family: str, seed: int = 0) -> dict:
             shift_terminal=0.1,
         )
         encoder = _t5(umt5=False)
-    elif family == "cogvideox":
+    elif family in ("cogvideox", "cogvideox-i2v"):
+        i2v = family == "cogvideox-i2v"
         from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
 
         vae = AutoencoderKLCogVideoX(
@@ -145,9 +172,10 @@ def tiny_components(family: str, seed: int = 0) -> dict:
         transformer = CogVideoXTransformer3DModel(
             num_attention_heads=4,
             attention_head_dim=8,
-            in_channels=4,
+            in_channels=8 if i2v else 4,  # image-to-video: the image latent padded with zeros, on channels
             out_channels=4,
             time_embed_dim=2,
+            ofs_embed_dim=2 if i2v else None,  # as CogVideoX 1.5 image-to-video (equal to time_embed_dim)
             text_embed_dim=32,
             num_layers=1,
             sample_width=2,
@@ -170,8 +198,8 @@ def tiny_components(family: str, seed: int = 0) -> dict:
         )
         encoder = _t5(umt5=False)
     else:
-        raise ValueError(f"family {family!r} not in {FAMILIES}")
-    return {
+        raise ValueError(f"family {family!r} not in {FAMILIES + IMAGE_TO_VIDEO}")
+    return extra | {
         "transformer": transformer.eval(),
         "vae": vae.eval(),
         "scheduler": scheduler,
@@ -187,6 +215,8 @@ def pipeline_class(family: str, image: bool = False):
         "wan": "WanPipeline",
         "ltx": "LTXImageToVideoPipeline" if image else "LTXPipeline",
         "cogvideox": "CogVideoXPipeline",
+        "wan-i2v": "WanImageToVideoPipeline",
+        "cogvideox-i2v": "CogVideoXImageToVideoPipeline",
     }[family]
     return getattr(diffusers, name)
 

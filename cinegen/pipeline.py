@@ -339,6 +339,13 @@ class Pipeline:
         inputs = inputs_mod.load(req, min_frames=1 + f, max_frames=MAX_SOURCE_FRAMES)
         geometry = self.geometry(req, inputs.source_size, inputs.video_fps)
         self._fit_inputs(req, inputs, geometry)
+        if getattr(self.backend, "condition_channels", False) and req.task == "generate":
+            if inputs.image is None and inputs.last_image is None:
+                inputs.notes.append(
+                    f"{self.model_name} is an image-to-video model: without --image it starts from an "
+                    "empty condition (no frame given), which it was not made for; a text-to-video model "
+                    "of its family does text->video better"
+                )
         return Prepared(geometry, inputs, steps, guidance, sampler, shots)
 
     def validate(self, req: GenerateRequest) -> Geometry:
@@ -532,6 +539,10 @@ class _Job:
         """uint8 (F, H, W, 3) at the output size -> latent (C, T, h, w) at the render size."""
         return self.backend.encode_video(to_video_tensor(self._pad(frames)))[0]
 
+    def pixels(self, image: np.ndarray) -> torch.Tensor:
+        """uint8 (H, W, 3) at the output size -> (3, H, W) in [-1, 1] at the render size."""
+        return to_video_tensor(self._pad(image[None]))[0, :, 0]
+
     def decode(self, latent: torch.Tensor) -> list[np.ndarray]:
         self.last_latent = latent.cpu()
         return [self._crop(v) for v in to_uint8(self.backend.decode_latent(latent))]
@@ -720,14 +731,17 @@ def first_window_canvas(job: _Job, shape: tuple[int, int, int]) -> Canvas:
             f"--last-image needs a clip of at least {job.frames_of(3 if first is not None else 2)} frames"
         )
     known = torch.zeros(job.backend.latent_channels, *shape)
-    frames = []
+    frames, images = [], {}  # latent frames known; the images at their video frames (a last one held)
     if first is not None:
         known[:, :1] = job.still_latent(first, last=False)
         frames.append(0)
+        images[0] = job.pixels(first)
     if last is not None:
         known[:, -1:] = job.still_latent(last, last=True)
         frames.append(shape[0] - 1)
-    return keep_frames(shape, known, frames, job.patch)
+        end = job.frames_of(shape[0])
+        images |= {i: job.pixels(last) for i in range(end - job.f, end)}
+    return dataclasses.replace(keep_frames(shape, known, frames, job.patch), images=images)
 
 
 def given_images(job: _Job, frames: int) -> dict[int, np.ndarray]:
@@ -849,10 +863,17 @@ def task_loop(job: _Job) -> list[np.ndarray]:
             )
         if g.latent[0] < 2:
             raise UserError("a loop needs at least 2 latent frames (frames >= 5)")
-        latent = job.sample(
-            loop(g.latent, job.patch), [job.req.seed + i for i in range(job.req.batch)], job.req.batch
-        )
-        return [v[: g.frames] for v in job.decode(latent)]
+        # On circular time every latent frame stands for f frames (none is the causal VAE's
+        # one-frame start), so the loop repeats every f·T frames, T chosen nearest the request.
+        shape = (max(2, round(g.frames / job.f)), *g.latent[1:])
+        if shape[0] * job.f != g.frames:
+            job.inputs.notes.append(f"a loop repeats every {shape[0] * job.f} frames (a multiple of {job.f})")
+        latent = job.sample(loop(shape, job.patch), [job.req.seed + i for i in range(job.req.batch)], job.req.batch)
+        # Decode the loop twice over and keep the second turn: the causal decoder then draws its
+        # start right after its own end, so the seam is decoded like any other frame change.
+        turns = job.decode(torch.cat([latent, latent], dim=2))
+        job.last_latent = latent.cpu()
+        return [v[-job.f * shape[0] :] for v in turns]
     source = source_latents(job, video, MAX_CANVAS_LATENTS)
     if len(source) < 1 + job.f * CONNECT_CONTEXT_LATENTS:
         raise UserError(f"--video needs at least {1 + job.f * CONNECT_CONTEXT_LATENTS} frames to loop")

@@ -13,6 +13,11 @@ model with the DDIM-equivalent Euler schedule on the same ᾱ table.
 
 The transformer takes one t per sample: the canvas goes in by RePaint replacement.
 Latents are scaled by the VAE's `scaling_factor`; 4k+1 frames, sides a multiple of 8·2.
+
+Image-to-video checkpoints (`CogVideoXImageToVideoPipeline`, in_channels = 2 × latent) take the
+given latent frames on extra channels, zeros where nothing is given (the image latent padded
+with zeros along time), and generate the noisy latent everywhere; those with an `ofs`
+embedding (CogVideoX 1.5 I2V) get ofs = 2, as their pipeline gives.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cinegen.backends.diffusers_common import DiffusersBackend, TextContext
+from cinegen.backends.diffusers_common import ChannelCondition, DiffusersBackend, TextContext
 from cinegen.errors import UserError
 
 
@@ -46,12 +51,13 @@ class CogVideoXBackend(DiffusersBackend):
                 f"{name!r}: CogVideoX 1.5 (temporal patch {tf_config.patch_size_t}) is not supported yet; "
                 "supported: CogVideoX 1.0 (2B, 5B)"
             )
-        if tf_config.in_channels != tf_config.out_channels:
+        self.condition_channels = tf_config.in_channels != tf_config.out_channels
+        if self.condition_channels and tf_config.in_channels != 2 * tf_config.out_channels:
             raise UserError(
-                f"{name!r}: CogVideoX image-to-video (in_channels {tf_config.in_channels}) is not "
-                "supported yet; use a text-to-video CogVideoX model"
+                f"{name!r}: a CogVideoX transformer with {tf_config.in_channels} input channels for "
+                f"{tf_config.out_channels} latent channels is not a layout cinegen knows (image-to-video: 2x)"
             )
-        self.latent_channels = tf_config.in_channels
+        self.latent_channels = tf_config.out_channels
         self.spatial_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.time_factor = self.vae.config.temporal_compression_ratio
         self.patch = tf_config.patch_size
@@ -108,8 +114,34 @@ class CogVideoXBackend(DiffusersBackend):
             )
         return self._rotary[key]
 
-    def _denoise(self, latent: torch.Tensor, t_tokens: torch.Tensor, context: TextContext) -> torch.Tensor:
+    def prepare_condition(self, canvas, known: torch.Tensor | None, batch: int) -> ChannelCondition:
+        """The known latent cells, zeros elsewhere (CogVideoXImageToVideoPipeline's image latent padded
+        with zeros), in the scale the model was trained with (1.5's VAE: `invert_scale_latents`)."""
+        shape = (batch, self.latent_channels, *canvas.shape)
+        if known is None:
+            return ChannelCondition(torch.zeros(shape, device=self.device))
+        cells = canvas.cell_mask().to(known.device)
+        scale = 1.0 / self.scaling_factor**2 if self.vae.config.get("invert_scale_latents") else 1.0
+        return ChannelCondition((known * cells * scale).expand(shape).to(self.device))
+
+    def _check_size(self, height: int, width: int) -> None:
+        cfg = self.transformer.config
+        if cfg.use_learned_positional_embeddings and (height, width) != (cfg.sample_height, cfg.sample_width):
+            s = self.spatial_factor
+            raise UserError(
+                f"{self.name!r} has learned positional embeddings for {cfg.sample_width * s}x"
+                f"{cfg.sample_height * s} only; give --width {cfg.sample_width * s} --height {cfg.sample_height * s}"
+            )
+
+    def _denoise(
+        self,
+        latent: torch.Tensor,
+        t_tokens: torch.Tensor,
+        context: TextContext,
+        condition: ChannelCondition | None = None,
+    ) -> torch.Tensor:
         b, _, f, h, w = latent.shape
+        self._check_size(h, w)
         t = t_tokens.flatten(1)[:, 0].double().cpu().numpy()  # one t per sample (RePaint made it so)
         index = np.array([self._timestep_index(float(x)) for x in t])
         alpha_bar = self.alphas_cumprod[index].view(b, 1, 1, 1, 1).to(latent.device, torch.float32)
@@ -120,10 +152,15 @@ class CogVideoXBackend(DiffusersBackend):
             if self.transformer.config.use_rotary_positional_embeddings
             else None
         )
+        ofs = None
+        if self.transformer.config.ofs_embed_dim:
+            ofs = torch.full((b,), 2.0, device=latent.device)
+        hidden = x if condition is None else torch.cat([x, condition.channels.to(x)], dim=1)
         v_pred = self.transformer(
-            hidden_states=x.transpose(1, 2).to(self.dtype),
+            hidden_states=hidden.transpose(1, 2).to(self.dtype),
             encoder_hidden_states=context.embeds.to(self.dtype),
             timestep=torch.as_tensor(index, device=latent.device),
+            ofs=ofs,
             image_rotary_emb=rotary,
             return_dict=False,
         )[0]

@@ -64,6 +64,23 @@ class LazyTextContext(TextContext):
 
 
 @dataclass
+class ChannelCondition:
+    """What an image-to-video checkpoint takes besides the noisy latent, for a batch of B samples."""
+
+    channels: torch.Tensor  # (B, Cc, T, H, W) concatenated to the noisy latent's channels
+    image_embeds: torch.Tensor | None = None  # (B·n, S, D) image-encoder tokens (Wan 2.1 I2V's CLIP)
+
+
+def join_conditions(conditions: list[ChannelCondition]) -> ChannelCondition:
+    """One condition per guidance branch -> one for the batched denoiser call."""
+    embeds = [c.image_embeds for c in conditions]
+    return ChannelCondition(
+        torch.cat([c.channels for c in conditions]),
+        None if embeds[0] is None else torch.cat(embeds),
+    )
+
+
+@dataclass
 class Timings:
     """Seconds spent per part since the last `reset`, for the benchmark's breakdown."""
 
@@ -140,6 +157,9 @@ class DiffusersBackend:
 
     family = "diffusers"
     per_token_t = False  # whether the denoiser takes one t per token
+    # Image-to-video checkpoints whose denoiser takes the given frames as extra input channels:
+    # the sampler then calls `prepare_condition` once per run and passes `condition` to `velocity`.
+    condition_channels = False
     max_sequence_length = 226
 
     def __init__(
@@ -158,6 +178,8 @@ class DiffusersBackend:
         self.vae = components["vae"]
         self.text_encoder = components.get("text_encoder")
         self.tokenizer = components.get("tokenizer")
+        self.image_encoder = components.get("image_encoder")  # image-to-video checkpoints; kept fp32
+        self.image_processor = components.get("image_processor")
         self.scheduler_config = dict(components["scheduler"].config) if components.get("scheduler") else {}
         self.device, self.dtype = torch.device(device), dtype
         self.options = options or Options()
@@ -189,7 +211,7 @@ class DiffusersBackend:
         return self.dtype
 
     def _modules(self) -> list[torch.nn.Module]:
-        return [m for m in (self.transformer, self.vae, self.text_encoder) if m is not None]
+        return [m for m in (self.transformer, self.vae, self.text_encoder, self.image_encoder) if m is not None]
 
     @property
     def size_multiple(self) -> int:
@@ -264,7 +286,15 @@ class DiffusersBackend:
     # -- the denoiser -----------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def velocity(self, latent: torch.Tensor, t_tokens: torch.Tensor, context: TextContext) -> torch.Tensor:
+    def velocity(
+        self,
+        latent: torch.Tensor,
+        t_tokens: torch.Tensor,
+        context: TextContext,
+        condition: list[ChannelCondition] | None = None,
+    ) -> torch.Tensor:
+        """`condition`: one per guidance branch, for `condition_channels` checkpoints (the sampler
+        then passes the latent as it is, one t per sample, and the known part in the condition)."""
         with self.timings.part("denoiser"):
             key, t_now = (tuple(latent.shape), tuple(context.embeds.shape)), float(t_tokens.max())
             cached = self._step_cache
@@ -275,10 +305,13 @@ class DiffusersBackend:
                     self._step_cache = (key, t_now, cached[2])
                     return cached[2]
             self._on_device(self.transformer)
-            if not self.per_token_t:
-                latent, t = renoise_known(latent, t_tokens, self.patch)
-                t_tokens = t.view(-1, 1, 1, 1).expand_as(t_tokens)
-            v = self._denoise(latent, t_tokens, context).float()
+            if condition is not None:
+                v = self._denoise(latent, t_tokens, context, join_conditions(condition)).float()
+            else:
+                if not self.per_token_t:
+                    latent, t = renoise_known(latent, t_tokens, self.patch)
+                    t_tokens = t.view(-1, 1, 1, 1).expand_as(t_tokens)
+                v = self._denoise(latent, t_tokens, context).float()
             if self.options.step_cache:
                 self._step_cache, self._step_calls = (key, t_now, v), 1
             return v

@@ -20,15 +20,15 @@ from cinegen.errors import UserError
 # model_index `_class_name` → (family, backend module, class)
 FAMILIES: dict[str, tuple[str, str, str]] = {
     "WanPipeline": ("wan", "cinegen.backends.wan", "WanBackend"),
+    "WanImageToVideoPipeline": ("wan", "cinegen.backends.wan", "WanBackend"),
     "LTXPipeline": ("ltx", "cinegen.backends.ltx", "LTXBackend"),
     "LTXImageToVideoPipeline": ("ltx", "cinegen.backends.ltx", "LTXBackend"),
     "LTXConditionPipeline": ("ltx", "cinegen.backends.ltx", "LTXBackend"),
     "CogVideoXPipeline": ("cogvideox", "cinegen.backends.cogvideox", "CogVideoXBackend"),
+    "CogVideoXImageToVideoPipeline": ("cogvideox", "cinegen.backends.cogvideox", "CogVideoXBackend"),
 }
-# Pipelines whose denoiser takes the image by channel concatenation and a separate image encoder.
+# Video pipelines cinegen recognises but does not run (other conditioning: reference videos, poses).
 NOT_YET = {
-    "WanImageToVideoPipeline",
-    "CogVideoXImageToVideoPipeline",
     "WanVACEPipeline",
     "WanAnimatePipeline",
     "CogVideoXVideoToVideoPipeline",
@@ -124,8 +124,11 @@ def load_backend(
     except ModuleNotFoundError:
         raise UserError("open-weight models need diffusers: pip install 'cinegen[open-models]'") from None
     try:
-        # Wan's VAE stays fp32; diffusers keeps each model's `_keep_in_fp32_modules` in fp32 too.
-        torch_dtype = {"default": dtype, "vae": torch.float32} if family == "wan" else dtype
+        # Wan's VAE and CLIP image encoder stay fp32 (as its model cards load them); diffusers keeps
+        # each model's `_keep_in_fp32_modules` in fp32 too.
+        torch_dtype = (
+            {"default": dtype, "vae": torch.float32, "image_encoder": torch.float32} if family == "wan" else dtype
+        )
         pipe = DiffusionPipeline.from_pretrained(path, torch_dtype=torch_dtype)
     except (OSError, ValueError, KeyError) as e:
         raise UserError(

@@ -6,13 +6,28 @@ with a timestep per token, so the canvas goes in as it is; Wan 2.1 and 2.2 A14B 
 per sample and get the canvas by RePaint replacement. Wan 2.2 A14B's second transformer
 takes over below `boundary_ratio`. Latents are normalised with the VAE's per-channel
 `latents_mean` / `latents_std`; 4k+1 frames, sides a multiple of 8·2 (16·2 for Wan 2.2 5B).
+
+Image-to-video checkpoints (`WanImageToVideoPipeline`: Wan 2.1 I2V / FLF2V, Wan 2.2 I2V A14B)
+take the given frames as extra input channels: per latent frame, `time_factor` mask channels
+(which of the video frames it covers are given) and a condition latent, the VAE encoding of the
+video with the given frames in place and zero (mid-grey) frames elsewhere; Wan 2.1's also
+attend to CLIP image tokens of the given image (of the first and last for FLF2V). The noisy
+latent itself is generated everywhere, the given frames included (cinegen then keeps the given
+latent frames exactly, as for every canvas).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from cinegen.backends.diffusers_common import DiffusersBackend, TextContext, flow_sigmas
+from cinegen.backends.diffusers_common import (
+    ChannelCondition,
+    DiffusersBackend,
+    TextContext,
+    flow_sigmas,
+)
+from cinegen.errors import UserError
 
 
 class WanBackend(DiffusersBackend):
@@ -42,6 +57,17 @@ class WanBackend(DiffusersBackend):
         self.patch = tf_config.patch_size[1]
         self.latents_mean = torch.tensor(vae_config.latents_mean).view(1, -1, 1, 1, 1)
         self.latents_std = torch.tensor(vae_config.latents_std).view(1, -1, 1, 1, 1)
+        self.condition_channels = tf_config.in_channels != tf_config.out_channels
+        if self.condition_channels:
+            expected = tf_config.out_channels + self.time_factor + self.latent_channels
+            if tf_config.in_channels != expected:
+                raise UserError(
+                    f"{name!r}: a Wan transformer with {tf_config.in_channels} input channels is not an "
+                    f"image-to-video layout cinegen knows (expected {expected}: latent, mask, condition)"
+                )
+            if tf_config.image_dim is not None and (self.image_encoder is None or self.image_processor is None):
+                raise UserError(f"{name!r}: this Wan image-to-video model needs its image_encoder and image_processor")
+        self._blank: dict[tuple, torch.Tensor] = {}
         if self.transformer_2 is not None:
             self.transformer_2.requires_grad_(False).eval()
             if not self.options.offload:
@@ -72,7 +98,74 @@ class WanBackend(DiffusersBackend):
     def schedule(self, steps: int, tokens: int) -> torch.Tensor:
         return flow_sigmas(self.scheduler_config, steps)
 
-    def _denoise(self, latent: torch.Tensor, t_tokens: torch.Tensor, context: TextContext) -> torch.Tensor:
+    # -- image-to-video: the given frames as input channels -----------------------------------------------
+
+    def prepare_condition(self, canvas, known: torch.Tensor | None, batch: int) -> ChannelCondition:
+        """Mask channels and the condition latent for `canvas` (known: (B, C, T, H, W) or None), plus
+        the CLIP image tokens. Given pixel frames (`canvas.images`, the pipeline's --image) are encoded
+        among zero frames exactly as WanImageToVideoPipeline does; known latent cells are used as they
+        are, and cells nothing is known of get the encoding of zero frames."""
+        t, h, w = canvas.shape
+        cells = canvas.cell_mask().to(self.device)  # (1, T, H, W), 1 = given
+        latent = self._condition_latent(canvas).expand(batch, -1, -1, -1, -1)
+        if known is not None:
+            latent = torch.where(cells.bool(), known.to(latent), latent)
+        mask = cells[:, None].expand(batch, self.time_factor, t, h, w)  # every video frame of a given latent frame
+        embeds = None
+        if self.transformer.config.image_dim is not None:
+            embeds = self._image_embeds(self._condition_images(canvas, known)).repeat(batch, 1, 1)
+        return ChannelCondition(torch.cat([mask.to(latent), latent], dim=1), embeds)
+
+    def _condition_latent(self, canvas) -> torch.Tensor:
+        t, h, w = canvas.shape
+        frames, s = 1 + (t - 1) * self.time_factor, self.spatial_factor
+        key = (frames, h, w)
+        if not canvas.images and key in self._blank:
+            return self._blank[key]
+        video = torch.zeros(1, 3, frames, h * s, w * s)
+        for index, image in (canvas.images or {}).items():
+            video[0, :, index] = image
+        latent = self.encode_video(video)
+        if not canvas.images:
+            self._blank = {key: latent}  # the blank condition of the last size used
+        return latent
+
+    def _condition_images(self, canvas, known: torch.Tensor | None) -> list[torch.Tensor]:
+        """The images for CLIP (first, and last for FLF2V): the given pixel frames; else the first / last
+        known latent frame, decoded; else a zero (mid-grey) image."""
+        count = 2 if self.transformer.config.pos_embed_seq_len else 1
+        t, h, w = canvas.shape
+        blank = torch.zeros(3, h * self.spatial_factor, w * self.spatial_factor)
+        if canvas.images:
+            order = sorted(canvas.images)
+            picks = [canvas.images[order[0]]] + ([canvas.images[order[-1]] if len(order) > 1 else blank])
+        elif known is not None and canvas.mask is not None:
+            given = [int(i) for i in torch.nonzero(canvas.mask.flatten(1).amax(dim=1)).flatten()]
+            picks = [self.decode_latent(known[:1, :, i : i + 1])[0, :, -1] for i in (given[0], given[-1])]
+        else:
+            picks = [blank, blank]
+        return picks[:count]
+
+    @torch.no_grad()
+    def _image_embeds(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """CLIP's penultimate hidden states (what WanImageToVideoPipeline gives the transformer)."""
+        from PIL import Image
+
+        with self.timings.part("image_encoder"):
+            pixels = [((im.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8) for im in images]
+            pil = [Image.fromarray(np.ascontiguousarray(p.permute(1, 2, 0).cpu().numpy())) for p in pixels]
+            encoder = self._on_device(self.image_encoder)
+            inputs = self.image_processor(images=pil, return_tensors="pt")
+            values = inputs["pixel_values"].to(self.device, encoder.dtype)
+            return encoder(pixel_values=values, output_hidden_states=True).hidden_states[-2].to(self.dtype)
+
+    def _denoise(
+        self,
+        latent: torch.Tensor,
+        t_tokens: torch.Tensor,
+        context: TextContext,
+        condition: ChannelCondition | None = None,
+    ) -> torch.Tensor:
         t_max = float(t_tokens.max())
         model = self.transformer
         if (
@@ -82,10 +175,15 @@ class WanBackend(DiffusersBackend):
         ):
             model = self._on_device(self.transformer_2)
         timestep = t_tokens.flatten(1) if self.per_token_t else t_tokens.flatten(1)[:, 0]
+        image = None
+        if condition is not None:
+            latent = torch.cat([latent, condition.channels.to(latent)], dim=1)
+            image = condition.image_embeds
         return model(
             hidden_states=latent.to(self.dtype),
             timestep=timestep * 1000.0,
             encoder_hidden_states=context.embeds.to(self.dtype),
+            encoder_hidden_states_image=None if image is None else image.to(self.dtype),
             return_dict=False,
         )[0]
 

@@ -39,11 +39,11 @@ def test_clear_errors_for_unsupported_or_broken_directories(tmp_path, ltx_dir):
     (other / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     with pytest.raises(UserError, match="StableDiffusionPipeline.*supported"):
         load_backend(other, "cpu", torch.float32)
-    i2v = tmp_path / "wan-i2v"
-    i2v.mkdir()
-    (i2v / "model_index.json").write_text(json.dumps({"_class_name": "WanImageToVideoPipeline"}))
+    vace = tmp_path / "wan-vace"
+    vace.mkdir()
+    (vace / "model_index.json").write_text(json.dumps({"_class_name": "WanVACEPipeline"}))
     with pytest.raises(UserError, match="does not run yet"):
-        load_backend(i2v, "cpu", torch.float32)
+        load_backend(vace, "cpu", torch.float32)
     broken = tmp_path / "broken"
     shutil.copytree(ltx_dir, broken)
     shutil.rmtree(broken / "vae")
@@ -65,6 +65,26 @@ def test_models_command_lists_and_checks(ltx_dir, capsys, tmp_path):
     assert "ltx" in capsys.readouterr().out
     assert main(["models", "--check", str(tmp_path)]) == 2
     assert "not a model directory" in capsys.readouterr().err
+
+
+def test_image_to_video_checkpoints_are_recognised_and_listed(tmp_path, capsys):
+    """WanImageToVideoPipeline and CogVideoXImageToVideoPipeline directories load as their family,
+    with the image on condition channels, and `cinegen models` lists them as runnable."""
+    folder = tmp_path / "models"
+    for family in ("wan-i2v", "cogvideox-i2v"):
+        directory = save_tiny(family, folder / family)
+        index = json.loads((directory / "model_index.json").read_text())
+        assert index["_class_name"].endswith("ImageToVideoPipeline")
+        backend = load_backend(directory, "cpu", torch.float32)
+        assert backend.family == family.removesuffix("-i2v") and backend.condition_channels
+    assert main(["models", "--dir", str(folder), "--json"]) == 0
+    rows = {r["name"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert rows["wan-i2v"]["family"] == "wan" and rows["cogvideox-i2v"]["family"] == "cogvideox"
+    assert rows["wan-i2v"]["status"] == rows["cogvideox-i2v"]["status"] == "ok"
+    assert rows["wan-i2v"]["pipeline"] == "WanImageToVideoPipeline"
+    assert main(["models", "--dir", str(folder)]) == 0
+    table = capsys.readouterr().out
+    assert "cogvideox  CogVideoXImageToVideoPipeline  ok" in table
 
 
 def test_generation_commands_take_memory_options():

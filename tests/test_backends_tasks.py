@@ -1,7 +1,8 @@
 """Every canvas task runs on each tiny open family and keeps its invariants.
 
 The tasks are canvases (cinegen.canvas) run by the one sampler; here on Wan (RePaint: one t
-per sample), LTX-Video (per-token t) and CogVideoX (v-prediction mapped to flow, RePaint).
+per sample), LTX-Video (per-token t) and CogVideoX (v-prediction mapped to flow, RePaint), and
+on Wan / CogVideoX image-to-video checkpoints (the known frames on extra input channels).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from cinegen.sampling import Guidance, sample  # noqa: E402
 STEPS = 3
 
 
-@pytest.fixture(scope="module", params=["wan", "ltx", "cogvideox"])
+@pytest.fixture(scope="module", params=["wan", "ltx", "cogvideox", "wan-i2v", "cogvideox-i2v"])
 def pipe(request, tmp_path_factory) -> Pipeline:
     return Pipeline.load(
         save_tiny(request.param, tmp_path_factory.mktemp(request.param)), device="cpu", dtype="fp32"
@@ -77,6 +78,34 @@ def test_image_to_video_and_extend_keep_the_given_frames(pipe):
         assert torch.equal(out[0][:, frames], src[:, frames])
         free = [f for f in range(shape[0]) if f not in frames]
         assert not torch.allclose(out[0][:, free], src[:, free], atol=1e-2)
+
+
+def test_image_to_video_checkpoints_take_the_known_frames_on_channels(pipe):
+    """Wan / CogVideoX I2V: the known latent frames reach the denoiser as condition channels (Wan:
+    with mask channels), the generated frames follow them, and condition guidance runs."""
+    b = pipe.backend
+    if not b.condition_channels:
+        pytest.skip("a text-to-video checkpoint: the canvas goes in by per-token t or RePaint")
+    shape = latent_shape(pipe, 9)
+    src = source(pipe, shape)
+    given = b.prepare_condition(keep_frames(shape, src, [0], patch=b.patch), src[None], 1)
+    blank = b.prepare_condition(text_to_video(shape, patch=b.patch), None, 1)
+    c = b.latent_channels
+    assert given.channels.shape[1] + c == b.transformer.config.in_channels
+    assert torch.equal(given.channels[0, -c:, 0], src[:, 0])  # the known frame, as it is
+    if given.channels.shape[1] > c:  # Wan: mask channels, 1 on the known frame only
+        mask = given.channels[0, :-c]
+        assert bool((mask[:, 0] == 1).all()) and bool((mask[:, 1:] == 0).all())
+        assert bool((blank.channels[0, :-c] == 0).all())
+    changed = src.clone()
+    changed[:, 0] = -src[:, 0]
+    outs = [run(pipe, keep_frames(shape, s, [0], patch=b.patch)) for s in (src, changed)]
+    assert not torch.allclose(outs[0][0][:, 1:], outs[1][0][:, 1:], atol=1e-4)
+    noise = torch.randn(1, c, *shape, generator=torch.Generator().manual_seed(0))
+    ctx = b.encode_text(["a red ball rolls left"], 8.0)
+    canvas = keep_frames(shape, src, [0], patch=b.patch)
+    out = sample(b, canvas, noise, ctx, ctx, steps=2, guidance=Guidance(text=1.0, condition=2.0))
+    assert torch.equal(out[0][:, 0], src[:, 0]) and torch.isfinite(out).all()
 
 
 def test_connect_keeps_both_ends(pipe):
@@ -146,9 +175,9 @@ def test_guidance_one_skips_the_unconditional_pass(pipe):
     calls = []
     original = b._denoise
 
-    def counting(latent, t_tokens, context):
+    def counting(latent, t_tokens, context, *condition):
         calls.append(latent.shape[0])
-        return original(latent, t_tokens, context)
+        return original(latent, t_tokens, context, *condition)
 
     b._denoise = counting
     try:

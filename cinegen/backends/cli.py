@@ -17,7 +17,8 @@ def hub_cache() -> Path:
 
 
 def describe(path: Path) -> dict:
-    """One row: name, family, status ('ok' or the one-line reason it cannot run), path."""
+    """One row: name, family, pipeline (a diffusers directory's `_class_name`), status ('ok' or the
+    one-line reason it cannot run), path."""
     from cinegen.backends.loading import FAMILIES, model_kind, read_model_index
 
     kind = model_kind(path)
@@ -33,6 +34,10 @@ def describe(path: Path) -> dict:
         return row | {
             "status": "not a model directory (needs model_index.json or config.json + model.safetensors)"
         }
+    try:
+        row["pipeline"] = json.loads((path / "model_index.json").read_text()).get("_class_name", "")
+    except json.JSONDecodeError:
+        pass  # read_model_index says so
     try:
         index = read_model_index(path)
         row["family"] = FAMILIES[index["_class_name"]][0]
@@ -101,8 +106,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("no models found (the shipped model is in weights/; pass --dir FOLDER or set CINEGEN_MODELS)")
         return 0
     width = max(len(r["name"]) for r in rows)
+    kind = max(len(r.get("pipeline") or "-") for r in rows)
     for r in rows:
-        print(f"{r['name']:<{width}}  {r['family'] or '-':<9}  {r['status']:<3}  {r['path']}")
+        print(
+            f"{r['name']:<{width}}  {r['family'] or '-':<9}  {r.get('pipeline') or '-':<{kind}}  "
+            f"{r['status']:<3}  {r['path']}"
+        )
     return 0
 
 

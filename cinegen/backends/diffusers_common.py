@@ -211,7 +211,8 @@ class DiffusersBackend:
         return self.dtype
 
     def _modules(self) -> list[torch.nn.Module]:
-        return [m for m in (self.transformer, self.vae, self.text_encoder, self.image_encoder) if m is not None]
+        modules = (self.transformer, self.vae, self.text_encoder, self.image_encoder)
+        return [m for m in modules if m is not None]
 
     @property
     def size_multiple(self) -> int:

@@ -126,9 +126,9 @@ def load_backend(
     try:
         # Wan's VAE and CLIP image encoder stay fp32 (as its model cards load them); diffusers keeps
         # each model's `_keep_in_fp32_modules` in fp32 too.
-        torch_dtype = (
-            {"default": dtype, "vae": torch.float32, "image_encoder": torch.float32} if family == "wan" else dtype
-        )
+        torch_dtype = dtype
+        if family == "wan":
+            torch_dtype = {"default": dtype, "vae": torch.float32, "image_encoder": torch.float32}
         pipe = DiffusionPipeline.from_pretrained(path, torch_dtype=torch_dtype)
     except (OSError, ValueError, KeyError) as e:
         raise UserError(

@@ -65,8 +65,8 @@ class WanBackend(DiffusersBackend):
                     f"{name!r}: a Wan transformer with {tf_config.in_channels} input channels is not an "
                     f"image-to-video layout cinegen knows (expected {expected}: latent, mask, condition)"
                 )
-            if tf_config.image_dim is not None and (self.image_encoder is None or self.image_processor is None):
-                raise UserError(f"{name!r}: this Wan image-to-video model needs its image_encoder and image_processor")
+            if tf_config.image_dim is not None and None in (self.image_encoder, self.image_processor):
+                raise UserError(f"{name!r}: this Wan image-to-video model needs its image_encoder folder")
         self._blank: dict[tuple, torch.Tensor] = {}
         if self.transformer_2 is not None:
             self.transformer_2.requires_grad_(False).eval()
@@ -110,7 +110,8 @@ class WanBackend(DiffusersBackend):
         latent = self._condition_latent(canvas).expand(batch, -1, -1, -1, -1)
         if known is not None:
             latent = torch.where(cells.bool(), known.to(latent), latent)
-        mask = cells[:, None].expand(batch, self.time_factor, t, h, w)  # every video frame of a given latent frame
+        # One mask channel per video frame a latent frame covers: all of a given latent frame's.
+        mask = cells[:, None].expand(batch, self.time_factor, t, h, w)
         embeds = None
         if self.transformer.config.image_dim is not None:
             embeds = self._image_embeds(self._condition_images(canvas, known)).repeat(batch, 1, 1)
@@ -138,7 +139,7 @@ class WanBackend(DiffusersBackend):
         blank = torch.zeros(3, h * self.spatial_factor, w * self.spatial_factor)
         if canvas.images:
             order = sorted(canvas.images)
-            picks = [canvas.images[order[0]]] + ([canvas.images[order[-1]] if len(order) > 1 else blank])
+            picks = [canvas.images[order[0]], canvas.images[order[-1]] if len(order) > 1 else blank]
         elif known is not None and canvas.mask is not None:
             given = [int(i) for i in torch.nonzero(canvas.mask.flatten(1).amax(dim=1)).flatten()]
             picks = [self.decode_latent(known[:1, :, i : i + 1])[0, :, -1] for i in (given[0], given[-1])]

@@ -46,3 +46,9 @@ class Backend(Protocol):
     # Optional: `schedule(steps, tokens) -> (steps + 1,)` decreasing noise levels from 1 to 0.
     # A backend with its own schedule (an open model's scheduler config: shift, dynamic shift,
     # DDIM's timesteps as flow t) defines it, and the sampler uses it instead of `time_shift`.
+
+    # Optional: `condition_channels = True` with `prepare_condition(canvas, known, batch)`, for
+    # image-to-video checkpoints that take the given frames as extra input channels (Wan / CogVideoX
+    # I2V). The sampler then builds the canvas's condition and a blank one once per run, passes the
+    # latent as it is (one t per sample) and calls `velocity(latent, t_tokens, context, condition=[...])`
+    # with one condition per guidance branch.

@@ -31,6 +31,22 @@ def family_setup(request, tmp_path_factory):
     return family, pipe, directory
 
 
+def request(family: str, **extra) -> GenerateRequest:
+    """The request every comparison makes (the family's test size, steps, guidance, seed)."""
+    width, height, frames = SIZE[family]
+    return GenerateRequest(
+        prompt=PROMPT,
+        negative=NEGATIVE,
+        width=width,
+        height=height,
+        frames=frames,
+        steps=STEPS,
+        guidance=GUIDANCE,
+        seed=SEED,
+        **extra,
+    )
+
+
 def diffusers_kwargs(
     family: str, pipe: Pipeline, noise: torch.Tensor, width: int, height: int, frames: int
 ) -> dict:
@@ -67,16 +83,7 @@ def diffusers_latents(family: str, out: torch.Tensor, latent_shape) -> torch.Ten
 def test_text_to_video_matches_diffusers_pipeline(family_setup):
     family, pipe, _ = family_setup
     width, height, frames = SIZE[family]
-    req = GenerateRequest(
-        prompt=PROMPT,
-        negative=NEGATIVE,
-        width=width,
-        height=height,
-        frames=frames,
-        steps=STEPS,
-        guidance=GUIDANCE,
-        seed=SEED,
-    )
+    req = request(family)
     ours = pipe.run(req).latents
     geometry = pipe.validate(req)
     noise = pipe.noise(geometry, SEED, 1).cpu()
@@ -100,16 +107,7 @@ def test_ltx_image_to_video_matches_diffusers_pipeline(tmp_path):
     width, height, frames = SIZE["ltx"]
     image = torch.rand(1, 3, 1, height, width, generator=torch.Generator().manual_seed(1)) * 2 - 1
     first = backend.encode_video(image)  # (1, C, 1, h, w)
-    req = GenerateRequest(
-        prompt=PROMPT,
-        negative=NEGATIVE,
-        width=width,
-        height=height,
-        frames=frames,
-        steps=STEPS,
-        guidance=GUIDANCE,
-        seed=SEED,
-    )
+    req = request("ltx")
     geometry = pipe.validate(req)
     noise = pipe.noise(geometry, SEED, 1)
     known = torch.zeros(noise.shape[1:])
@@ -137,16 +135,7 @@ def test_wan_per_token_timesteps_match_the_ti2v_pipeline(tmp_path):
     pipe = Pipeline.load(directory, device="cpu", dtype="fp32")
     assert pipe.backend.per_token_t
     width, height, frames = SIZE["wan"]
-    req = GenerateRequest(
-        prompt=PROMPT,
-        negative=NEGATIVE,
-        width=width,
-        height=height,
-        frames=frames,
-        steps=STEPS,
-        guidance=GUIDANCE,
-        seed=SEED,
-    )
+    req = request("wan")
     ours = pipe.run(req).latents
     noise = pipe.noise(pipe.validate(req), SEED, 1).cpu()
     reference = pipeline_class("wan")(**pipe.backend.components, expand_timesteps=True)
@@ -174,17 +163,7 @@ def test_image_to_video_checkpoints_match_their_diffusers_pipeline(family, tmp_p
     width, height, frames = SIZE[base]
     image = (np.random.default_rng(1).random((height, width, 3)) * 255).astype(np.uint8)
     Image.fromarray(image).save(tmp_path / "first.png")
-    req = GenerateRequest(
-        prompt=PROMPT,
-        negative=NEGATIVE,
-        width=width,
-        height=height,
-        frames=frames,
-        steps=STEPS,
-        guidance=GUIDANCE,
-        seed=SEED,
-        image=str(tmp_path / "first.png"),
-    )
+    req = request(base, image=str(tmp_path / "first.png"))
     ours = pipe.run(req).latents
     geometry = pipe.validate(req)
     noise = pipe.noise(geometry, SEED, 1).cpu()

@@ -102,3 +102,13 @@ def test_model_dir_with_wrong_shapes_is_rejected(tiny_model_dir, tmp_path):
     (bad / "config.json").write_text(json.dumps(config))
     with pytest.raises(UserError, match="shape"):
         Pipeline.load(bad, device="cpu")
+
+
+def test_python_dash_m_cinegen_runs_the_cli():
+    """`torchrun -m cinegen train ...` (and `python -m cinegen`) need cinegen/__main__.py."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "cinegen", "train", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "--config" in proc.stdout and proc.stdout.startswith("usage: cinegen")

@@ -176,12 +176,18 @@ def video_batch(source, buckets: list[Bucket], time_factor: int, batch_size: int
     ids = rng.integers(len(source), size=batch_size)
     args = [(int(i), bucket.width, bucket.height, bucket.frames(time_factor), bucket.fps, int(rng.integers(2**31)))
             for i in ids]
+    clips, masks = render_clips(source, args, objects)
+    mask = torch.from_numpy(masks).float()[:, None] if masks is not None else None
+    return VideoBatch(torch.stack([to_video(c) for c in clips]), torch.from_numpy(ids), bucket.fps, mask)
+
+
+def render_clips(source, args: list[tuple], objects: bool) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """`source.clip(*a)` for each of `args`; with `objects`, and a source that knows them, also
+    the clips' bool (N, T, H, W) object masks."""
     if objects and hasattr(source, "clip_with_objects"):
         clips, masks = zip(*(source.clip_with_objects(*a) for a in args))
-        mask = torch.from_numpy(np.stack(masks)).float()[:, None]
-    else:
-        clips, mask = [source.clip(*a) for a in args], None
-    return VideoBatch(torch.stack([to_video(c) for c in clips]), torch.from_numpy(ids), bucket.fps, mask)
+        return list(clips), np.stack(masks)
+    return [source.clip(*a) for a in args], None
 
 
 @dataclass
@@ -231,7 +237,6 @@ class LatentCache:
         for _ in range(clips):
             bucket = buckets[int(rng.integers(len(buckets)))]
             assignments.setdefault(bucket, []).append(int(rng.integers(len(source))))
-        with_objects = hasattr(source, "clip_with_objects")
         tf, sf = vae.config.time_factor, vae.config.spatial_factor
         groups = {}
         bar = tqdm(total=clips, desc="rendering and encoding clips", unit="clip")
@@ -241,11 +246,9 @@ class LatentCache:
                 chunk = ids[start : start + encode_batch]
                 args = [(i, bucket.width, bucket.height, bucket.frames(tf), bucket.fps, int(rng.integers(2**31)))
                         for i in chunk]
-                if with_objects:
-                    rendered, masks = zip(*(source.clip_with_objects(*a) for a in args))
-                    objects.append(latent_cells(torch.from_numpy(np.stack(masks)), tf, sf))
-                else:
-                    rendered = [source.clip(*a) for a in args]
+                rendered, masks = render_clips(source, args, objects=True)
+                if masks is not None:
+                    objects.append(latent_cells(torch.from_numpy(masks), tf, sf))
                 latents.append(vae.encode(torch.stack([to_video(c) for c in rendered])).half())
                 bar.update(len(chunk))
             groups[bucket] = (torch.cat(latents), torch.tensor(ids), torch.cat(objects) if objects else None)

@@ -685,14 +685,15 @@ def carry_detail(frames: np.ndarray, known: dict[int, np.ndarray]) -> np.ndarray
     """
     if not known:
         return frames
-    out = frames.astype(np.float32)
+    decoded = frames.astype(np.float32)
+    out = decoded.copy()
     places = sorted(known)
     t = np.arange(len(frames))
     for k, i in enumerate(places):
         weight = np.interp(t, places, np.eye(len(places))[k]) if len(places) > 1 else np.ones(len(frames))
-        reference = frames[i].astype(np.float32)
+        reference = decoded[i]
         residual = known[i].astype(np.float32) - reference
-        distance = np.abs(frames.astype(np.float32) - reference).max(axis=-1, keepdims=True)
+        distance = np.abs(decoded - reference).max(axis=-1, keepdims=True)
         same = np.clip(2.0 - distance / DETAIL_TOLERANCE, 0.0, 1.0)
         out += weight[:, None, None, None] * same * residual
     return np.clip(out.round(), 0, 255).astype(np.uint8)

@@ -22,6 +22,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
+    return value
+
+
 def add_generation_options(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that samples (generate, edit, extend, connect, loop)."""
     g = p.add_argument_group("size and length")
@@ -154,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             setattr(cfg, key, value)
     if args.data:
         cfg.data.source = args.data
-    train(cfg, max_steps=args.max_steps)
+    train(cfg, max_steps=args.max_steps, minutes=args.minutes)
     return 0
 
 
@@ -179,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--data", help="folder with manifest.jsonl of captioned videos instead of the world")
     tr.add_argument("--steps", type=_positive_int, help="total steps (overrides the config)")
     tr.add_argument("--max-steps", type=_positive_int, help="stop after this many more steps")
+    tr.add_argument("--minutes", type=_positive_float,
+                    help="stop after this many minutes of wall time, with a checkpoint (and export) as at the end")
     tr.add_argument("--out-dir", help="run directory (overrides the config)")
     tr.add_argument("--threads", type=_positive_int, help="CPU threads")
     tr.add_argument("--export", metavar="DIR", help="write a model directory from a run's EMA weights and exit")

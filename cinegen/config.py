@@ -157,6 +157,9 @@ class TrainConfig:
     # Autoencoder stage: train the decoder only, keeping the (EMA) encoder a denoiser was trained on.
     freeze_encoder: bool = False
     cache_clips: int = 0  # denoiser stage: clips to render and encode once (0 = twice the caption pool)
+    # A model directory to start a fresh run from (its VAE or its denoiser, by stage), e.g. "weights".
+    init_from: str = ""
+    workers: int = 0  # processes that render training clips ahead of the step (0 = in the training process)
     data: DataConfig = field(default_factory=DataConfig)
 
     @classmethod

@@ -22,7 +22,6 @@ from tqdm.auto import tqdm
 
 from cinegen.config import DataConfig
 from cinegen.errors import UserError
-from cinegen.media import read_video
 
 
 @dataclass(frozen=True)
@@ -136,6 +135,8 @@ class FolderSource:
         return len(self.paths)
 
     def clip(self, index: int, width: int, height: int, frames: int, fps: float, seed: int) -> np.ndarray:
+        from cinegen.media import read_video  # PyAV only for real videos: world training runs without it
+
         video, source_fps = read_video(self.paths[index])
         rng = np.random.default_rng(seed)
         step = source_fps / fps
@@ -230,30 +231,34 @@ class LatentCache:
     @classmethod
     @torch.no_grad()
     def build(cls, source, vae, buckets: list[Bucket], clips: int, seed: int, tokens_per_batch: int, patch: int,
-              encode_batch: int = 16) -> LatentCache:
-        """Render and encode `clips` clips; world clips also keep which latent cells hold an object."""
+              encode_batch: int = 16, workers: int = 0, max_batch: int = 64) -> LatentCache:
+        """Render and encode `clips` clips; world clips also keep which latent cells hold an object.
+
+        `workers` processes render while this one encodes on the VAE's device; the result does
+        not depend on how many there are."""
         rng = np.random.default_rng([seed, 11])
         assignments: dict[Bucket, list[int]] = {}
         for _ in range(clips):
             bucket = buckets[int(rng.integers(len(buckets)))]
             assignments.setdefault(bucket, []).append(int(rng.integers(len(source))))
         tf, sf = vae.config.time_factor, vae.config.spatial_factor
-        groups = {}
+        device = next(vae.parameters()).device
+        chunks = [(bucket, [(i, bucket.width, bucket.height, bucket.frames(tf), bucket.fps, int(rng.integers(2**31)))
+                            for i in ids[start : start + encode_batch]])
+                  for bucket, ids in assignments.items() for start in range(0, len(ids), encode_batch)]
+        rendered = torch.utils.data.DataLoader(_RenderedChunks(source, chunks), batch_size=None,
+                                               num_workers=workers, prefetch_factor=4 if workers else None)
+        parts: dict[Bucket, list] = {bucket: [] for bucket in assignments}
         bar = tqdm(total=clips, desc="rendering and encoding clips", unit="clip")
-        for bucket, ids in assignments.items():
-            latents, objects = [], []
-            for start in range(0, len(ids), encode_batch):
-                chunk = ids[start : start + encode_batch]
-                args = [(i, bucket.width, bucket.height, bucket.frames(tf), bucket.fps, int(rng.integers(2**31)))
-                        for i in chunk]
-                rendered, masks = render_clips(source, args, objects=True)
-                if masks is not None:
-                    objects.append(latent_cells(torch.from_numpy(masks), tf, sf))
-                latents.append(vae.encode(torch.stack([to_video(c) for c in rendered])).half())
-                bar.update(len(chunk))
-            groups[bucket] = (torch.cat(latents), torch.tensor(ids), torch.cat(objects) if objects else None)
+        for (bucket, args), (video, masks) in zip(chunks, rendered, strict=True):
+            cells = latent_cells(masks, tf, sf) if masks is not None else None
+            parts[bucket].append((vae.encode(video.to(device)).half().cpu(), torch.tensor([a[0] for a in args]), cells))
+            bar.update(len(args))
         bar.close()
-        return cls(groups, tokens_per_batch, patch)
+        groups = {bucket: (torch.cat([p[0] for p in ps]), torch.cat([p[1] for p in ps]),
+                           torch.cat([p[2] for p in ps]) if ps[0][2] is not None else None)
+                  for bucket, ps in parts.items()}
+        return cls(groups, tokens_per_batch, patch, max_batch)
 
     def save(self, path: str | Path) -> None:
         payload = [(b.__dict__, *group) for b, group in self.groups.items()]
@@ -262,11 +267,11 @@ class LatentCache:
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: str | Path, tokens_per_batch: int, patch: int) -> LatentCache:
+    def load(cls, path: str | Path, tokens_per_batch: int, patch: int, max_batch: int = 64) -> LatentCache:
         payload = torch.load(path, weights_only=True)
         # Caches written before object masks existed hold (bucket, latents, ids) only.
         return cls({Bucket(**b): (lat, ids, *(rest or [None])) for b, lat, ids, *rest in payload},
-                   tokens_per_batch, patch)
+                   tokens_per_batch, patch, max_batch)
 
     def batch(self, rng: np.random.Generator) -> LatentBatch:
         # Buckets are drawn in proportion to how many clips they hold.
@@ -276,3 +281,34 @@ class LatentCache:
         pick = torch.from_numpy(rng.integers(len(ids), size=self.batch_sizes[bucket]))
         return LatentBatch(latents[pick].float(), ids[pick], torch.full((len(pick),), bucket.fps),
                            objects[pick].float() if objects is not None else None)
+
+
+class _RenderedChunks(torch.utils.data.Dataset):
+    """Chunk k of a cache build, rendered: (video (B, 3, T, H, W), object masks (B, T, H, W) or None)."""
+
+    def __init__(self, source, chunks: list[tuple[Bucket, list[tuple]]]):
+        self.source, self.chunks = source, chunks
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, k: int):
+        clips, masks = render_clips(self.source, self.chunks[k][1], objects=True)
+        return torch.stack([to_video(c) for c in clips]), torch.from_numpy(masks) if masks is not None else None
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Batches `start`..`end - 1` of a run: item k is `(loss_seed, make(rng))` with rng a pure
+    function of (seed, rank, k), so DataLoader workers can prepare batches ahead and a resumed
+    run still sees exactly the data it would have seen."""
+
+    def __init__(self, make, seed: int, rank: int, start: int, end: int):
+        self.make, self.seed, self.rank, self.start, self.end = make, seed, rank, start, end
+
+    def __len__(self) -> int:
+        return max(0, self.end - self.start)
+
+    def __getitem__(self, i: int):
+        rng = batch_rng(self.seed, self.rank, self.start + i)
+        loss_seed = int(rng.integers(2**62))
+        return loss_seed, self.make(rng)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -29,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from cinegen.canvas import random_training_mask
 from cinegen.config import MODEL_PRESETS, ModelConfig, TrainConfig
-from cinegen.data import LatentCache, batch_rng, make_buckets, make_source, video_batch
+from cinegen.data import LatentCache, StepBatches, batch_rng, make_buckets, make_source, video_batch
 from cinegen.errors import UserError
 from cinegen.flow import add_noise, expand_token_t, flow_loss, sample_logit_normal
 from cinegen.models.autoencoder import CausalVAE
@@ -75,8 +76,8 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 @torch.no_grad()
 def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
-        e.lerp_(p.detach(), 1.0 - decay)
+    # One fused call over all tensors: on a GPU a small model's step is launch-bound.
+    torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()], 1.0 - decay)
     for e, b in zip(ema.buffers(), model.buffers(), strict=True):
         e.copy_(b)
 
@@ -229,8 +230,12 @@ def sample_and_evaluate(model_cfg: ModelConfig, vae: CausalVAE, dit: SpacetimeDi
 # ----------------------------------------------------------------------------- the loop
 
 
-def train(cfg: TrainConfig, max_steps: int | None = None) -> Path:
-    """Train (or resume) the stage `cfg.stage`; returns the output directory."""
+def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None = None) -> Path:
+    """Train (or resume) the stage `cfg.stage`; returns the output directory.
+
+    `max_steps` and `minutes` (of wall time, the latent cache's build included) end the run
+    early, with a checkpoint (and export) as at the end."""
+    deadline = time.time() + 60 * minutes if minutes else None
     if cfg.stage not in STAGES:
         raise UserError(f"stage {cfg.stage!r} is not one of {', '.join(STAGES)}")
     if cfg.model not in MODEL_PRESETS:
@@ -255,30 +260,34 @@ def train(cfg: TrainConfig, max_steps: int | None = None) -> Path:
         vae = load_autoencoder(cfg.autoencoder_from, model_cfg.autoencoder).eval().requires_grad_(False)
         model = SpacetimeDiT(model_cfg.denoiser)
         cache_path = out_dir / "latents.pt"
-        tokens_per_batch = cfg.batch_size * 180
+        # Short clips and images get up to 4x the clips of a full-length batch.
+        tokens_per_batch, max_batch = cfg.batch_size * 180, cfg.batch_size * 4
         if cache_path.is_file():
-            cache = LatentCache.load(cache_path, tokens_per_batch, model_cfg.denoiser.patch_size)
+            cache = LatentCache.load(cache_path, tokens_per_batch, model_cfg.denoiser.patch_size, max_batch)
         else:
             # Every rank builds the same cache from the same seed; only rank 0 keeps a copy.
             clips = cfg.cache_clips or len(source) * 2
-            cache = LatentCache.build(source, vae, buckets, clips, cfg.seed, tokens_per_batch,
-                                      model_cfg.denoiser.patch_size)
+            cache = LatentCache.build(source, vae.to(rt.device), buckets, clips, cfg.seed, tokens_per_batch,
+                                      model_cfg.denoiser.patch_size, workers=cfg.workers, max_batch=max_batch)
+            vae.cpu()
             if rt.main:
                 cache.save(cache_path)
-        encoder = TextEncoder(model_cfg.text_encoder.name, model_cfg.text_encoder.max_tokens)
-        captions = encode_captions(encoder, list(source.captions))
-        null_text = encoder.encode([""])
+        encoder = TextEncoder(model_cfg.text_encoder.name, model_cfg.text_encoder.max_tokens, rt.device)
+        captions = encode_captions(encoder, list(source.captions)).to("cpu")  # batches index it on the CPU
+        null_text = encoder.encode([""]).to("cpu")
         heldout_text = ([], None)
         if cfg.sample_every and Path(cfg.data.heldout).is_file():
             heldout = [c for c in Path(cfg.data.heldout).read_text().splitlines() if c.strip()][:8]
-            heldout_text = (heldout, encoder.encode(heldout + [""]))
+            heldout_text = (heldout, encoder.encode(heldout + [""]).to("cpu"))
         del encoder
 
+    step = 0
+    ckpt_path = out_dir / CHECKPOINT
+    if cfg.init_from and not ckpt_path.is_file():
+        model.load_state_dict(init_weights(cfg.init_from, cfg.stage))
     model.to(rt.device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    step = 0
-    ckpt_path = out_dir / CHECKPOINT
     if ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location=rt.device, weights_only=False)
         model.load_state_dict(state["model"])
@@ -300,18 +309,23 @@ def train(cfg: TrainConfig, max_steps: int | None = None) -> Path:
                       "world_size": rt.world_size, "buckets": len(buckets), "captions": len(source)})
 
     end = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
+    if cfg.stage == "autoencoder":
+        make_batch = functools.partial(video_batch, source, buckets, tf, cfg.batch_size, objects=cfg.object_weight > 0)
+    else:
+        make_batch = cache.batch
+    batches = iter(torch.utils.data.DataLoader(
+        StepBatches(make_batch, cfg.seed, rt.rank, step, end), batch_size=None, num_workers=cfg.workers,
+        prefetch_factor=4 if cfg.workers else None))
     started = time.time()
     while step < end:
-        rng = batch_rng(cfg.seed, rt.rank, step)
-        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        loss_seed, batch = next(batches)
+        generator = torch.Generator().manual_seed(loss_seed)
         with autocast(cfg.precision, rt.device):
             if cfg.stage == "autoencoder":
-                batch = video_batch(source, buckets, tf, cfg.batch_size, rng, objects=cfg.object_weight > 0)
                 objects = batch.objects.to(rt.device) if batch.objects is not None else None
                 loss, stats = autoencoder_loss(net, batch.video.to(rt.device), cfg.kl_weight, generator, objects,
                                                cfg.object_weight)
             else:
-                batch = cache.batch(rng)
                 text = captions[batch.caption_ids]
                 drop = torch.rand(len(batch.caption_ids), generator=generator) < cfg.text_dropout
                 text = TextEmbedding(torch.where(drop[:, None, None], null_text.tokens.half(), text.tokens),
@@ -329,6 +343,8 @@ def train(cfg: TrainConfig, max_steps: int | None = None) -> Path:
         optimizer.step()
         update_ema(ema, model, cfg.ema if step >= cfg.warmup else 0.0)
         step += 1
+        if deadline and step % 10 == 0 and out_of_time(deadline, rt):
+            end = step  # the checkpoint and export below run as at a planned end
 
         if rt.main and (step % cfg.log_every == 0 or step == end):
             elapsed = time.time() - started
@@ -354,6 +370,22 @@ def train(cfg: TrainConfig, max_steps: int | None = None) -> Path:
     if rt.world_size > 1:
         dist.destroy_process_group()
     return out_dir
+
+
+def out_of_time(deadline: float, rt: Runtime) -> bool:
+    """Whether the wall-clock deadline has passed; under torchrun every rank gets rank 0's answer."""
+    late = torch.tensor([float(time.time() > deadline)], device=rt.device)
+    if rt.world_size > 1:
+        dist.broadcast(late, 0)
+    return bool(late.item())
+
+
+def init_weights(model_dir: str, stage: str) -> dict:
+    """A fresh run's starting weights from a model directory: its VAE or its denoiser."""
+    from cinegen.backends.native import NativeBackend
+
+    backend = NativeBackend.load(model_dir, torch.device("cpu"), text_encoder=False)
+    return (backend.vae if stage == "autoencoder" else backend.dit).state_dict()
 
 
 def export(run_dir: str | Path, target: str | Path, autoencoder: str | None = None) -> None:

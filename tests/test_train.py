@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cinegen.config import DataConfig, TrainConfig
+from cinegen.config import MODEL_PRESETS, DataConfig, TrainConfig
 from cinegen.data import LatentCache
 from cinegen.pipeline import GenerateRequest, Pipeline
 from cinegen.train import CHECKPOINT, train
@@ -17,8 +17,9 @@ TINY_DATA = DataConfig(sizes=((32, 32), (48, 32)), latent_frames=(1, 2), fps=(8.
 
 
 def config(out_dir, stage="autoencoder", steps=3, **kw) -> TrainConfig:
-    return TrainConfig(stage=stage, model="test", steps=steps, batch_size=2, lr=1e-3, warmup=1,
-                       checkpoint_every=2, log_every=1, out_dir=str(out_dir), data=TINY_DATA, cache_clips=8, **kw)
+    settings = dict(model="test", batch_size=2, lr=1e-3, warmup=1, checkpoint_every=2, log_every=1, data=TINY_DATA,
+                    cache_clips=8)
+    return TrainConfig(stage=stage, steps=steps, out_dir=str(out_dir), **settings | kw)
 
 
 def weights(run_dir):
@@ -44,6 +45,45 @@ def test_autoencoder_resume_is_exact(vae_run, tmp_path):
     assert torch.load(split / CHECKPOINT, weights_only=False)["step"] == 2
     train(config(split, steps=4))
     assert_same_weights(weights(split), weights(vae_run))
+
+
+def test_render_workers_change_nothing(vae_run, tmp_path):
+    """Clips rendered ahead in worker processes give the same run as clips rendered in line."""
+    train(config(tmp_path / "workers", steps=4, workers=2))
+    assert_same_weights(weights(tmp_path / "workers"), weights(vae_run))
+
+
+def test_latent_cache_is_the_same_with_render_workers(vae_run):
+    from cinegen.data import make_buckets, make_source
+    from cinegen.train import load_autoencoder
+
+    cfg = config(vae_run)
+    vae = load_autoencoder(str(vae_run), MODEL_PRESETS["test"].autoencoder).eval()
+    source, buckets = make_source(cfg.data, 0), make_buckets(cfg.data, vae.config.time_factor)
+    inline, ahead = (LatentCache.build(source, vae, buckets, 12, 0, 180, 1, encode_batch=4, workers=w) for w in (0, 2))
+    assert inline.buckets == ahead.buckets
+    for bucket in inline.buckets:
+        for a, b in zip(inline.groups[bucket], ahead.groups[bucket], strict=True):
+            torch.testing.assert_close(a, b)
+
+
+def test_minutes_limit_ends_with_a_checkpoint(tmp_path):
+    train(config(tmp_path / "run", steps=10_000, checkpoint_every=10_000), minutes=1e-6)
+    state = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)
+    assert state["step"] == 10  # the deadline is looked at every 10 steps
+
+
+def test_fresh_run_starts_from_a_model_directory(vae_run, tmp_path):
+    from cinegen.backends.native import NativeBackend
+
+    dit_run = tmp_path / "dit"
+    train(config(dit_run, stage="denoiser", steps=1, autoencoder_from=str(vae_run)))
+    model_dir = dit_run / "model"
+    shipped = NativeBackend.load(model_dir, torch.device("cpu"), text_encoder=False)
+    for stage, module in (("autoencoder", shipped.vae), ("denoiser", shipped.dit)):
+        run = tmp_path / stage
+        train(config(run, stage=stage, steps=1, lr=0.0, autoencoder_from=str(vae_run), init_from=str(model_dir)))
+        assert_same_weights(weights(run), module.state_dict())
 
 
 def test_denoiser_trains_samples_exports_and_generates(vae_run, tmp_path):

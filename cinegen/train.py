@@ -289,7 +289,8 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     if ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=rt.device, weights_only=False)
+        # On the CPU: load_state_dict copies onto the device, and the RNG state must stay a CPU tensor.
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])

@@ -128,23 +128,32 @@ def bench_family(family: str, args) -> list[dict]:
         noise = ours.noise(geometry, 0, batch)
         backend.options.step_cache = step_cache
         t_ours, t_theirs, our_parts, their_parts = [], [], [], []
-        for i in range(args.repeats + 1):  # the first round warms up both
+        kwargs = diffusers_call(family, theirs, noise, side, side, frames, args.steps, guidance, batch, fps)
+        result = None
+
+        def run_ours():
+            nonlocal result
             backend.timings.reset()
             backend.reset_step_cache()
             if not cached_text:
                 backend._text_cache.clear()
             with timer(t_ours):
                 result = ours.run(req)
+
+        def run_theirs():
             parts.seconds = {}
-            kwargs = diffusers_call(
-                family, theirs, noise, side, side, frames, args.steps, guidance, batch, fps
-            )
             with timer(t_theirs), torch.no_grad():
                 theirs(**kwargs)
-            if i:
-                our_parts.append(dict(backend.timings.seconds))
-                their_parts.append(dict(parts.seconds))
-        t_ours, t_theirs = t_ours[1:], t_theirs[1:]
+            # Read now: both pipelines share the modules whose calls `parts` times.
+            their_parts.append(dict(parts.seconds))
+
+        for i in range(args.repeats + 1):
+            # Who runs first alternates: the second of a pair can find caches and the allocator warm.
+            for run in (run_ours, run_theirs) if i % 2 == 0 else (run_theirs, run_ours):
+                run()
+            our_parts.append(dict(backend.timings.seconds))
+        # The first round warms up both.
+        t_ours, t_theirs, our_parts, their_parts = t_ours[1:], t_theirs[1:], our_parts[1:], their_parts[1:]
 
         def part_medians(rows):
             return {k: round(median([r.get(k, 0.0) for r in rows]) / batch, 5) for k in rows[0]}

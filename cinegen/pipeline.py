@@ -390,7 +390,9 @@ class Pipeline:
         (`Pipeline.draft` / `Pipeline.finalize`; the server renders its own preview)."""
         prep = self.prepare(req)
         job = _Job(self, req, prep, _Steps(progress), show_progress)
-        videos = TASK_FUNCTIONS[req.task](job)
+        # Inference mode, not just no_grad: a few percent off every op, which small models feel.
+        with torch.inference_mode():
+            videos = TASK_FUNCTIONS[req.task](job)
         metadata = self.metadata(req, prep.geometry, prep.steps, prep.guidance, prep.sampler)
         if prep.inputs.notes:
             metadata["notes"] = list(prep.inputs.notes)

@@ -22,7 +22,6 @@ embedding (CogVideoX 1.5 I2V) get ofs = 2, as their pipeline gives.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from cinegen.backends.diffusers_common import ChannelCondition, DiffusersBackend, TextContext
@@ -67,6 +66,10 @@ class CogVideoXBackend(DiffusersBackend):
         self.alphas_cumprod = self._scheduler.alphas_cumprod.double().cpu()  # ᾱ per integer timestep
         self.final_alpha = float(self._scheduler.final_alpha_cumprod)
         self._rotary: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._index_of_t: dict[float, int] = {}  # a run asks for the same few t at every step
+        # Read once: a small model's step is short enough for config lookups to show.
+        self._uses_rotary = bool(tf_config.use_rotary_positional_embeddings)
+        self._uses_ofs = bool(tf_config.ofs_embed_dim)
 
     # ᾱ ↔ flow t
     @staticmethod
@@ -76,11 +79,13 @@ class CogVideoXBackend(DiffusersBackend):
 
     def _timestep_index(self, t: float) -> int:
         """The integer timestep whose ᾱ gives this flow t (exact for schedule points)."""
-        r = t / max(1.0 - t, 1e-12)
-        alpha_bar = 1.0 / (1.0 + r * r)
-        return int(torch.argmin((self.alphas_cumprod - alpha_bar).abs()))
+        if t not in self._index_of_t:
+            r = t / max(1.0 - t, 1e-12)
+            alpha_bar = 1.0 / (1.0 + r * r)
+            self._index_of_t[t] = int(torch.argmin((self.alphas_cumprod - alpha_bar).abs()))
+        return self._index_of_t[t]
 
-    def schedule(self, steps: int, tokens: int) -> torch.Tensor:
+    def _schedule(self, steps: int, tokens: int) -> torch.Tensor:
         """The DDIM scheduler's timesteps as flow t, ending at its final ᾱ (t = 0 with set_alpha_to_one).
         Exact when 1000 / steps is an integer; otherwise DDIM's `prev_timestep` rule skips differently."""
         from diffusers import CogVideoXDDIMScheduler
@@ -142,31 +147,26 @@ class CogVideoXBackend(DiffusersBackend):
     ) -> torch.Tensor:
         b, _, f, h, w = latent.shape
         self._check_size(h, w)
-        t = t_tokens.flatten(1)[:, 0].double().cpu().numpy()  # one t per sample (RePaint made it so)
-        index = np.array([self._timestep_index(float(x)) for x in t])
+        t = t_tokens.flatten(1)[:, 0].tolist()  # one t per sample (RePaint made it so)
+        index = [self._timestep_index(x) for x in t]
         alpha_bar = self.alphas_cumprod[index].view(b, 1, 1, 1, 1).to(latent.device, torch.float32)
         a, s = alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt()
         x = latent * (a + s)  # flow y → the model's x
-        rotary = (
-            self._rotary_embedding(f, h, w)
-            if self.transformer.config.use_rotary_positional_embeddings
-            else None
-        )
-        ofs = None
-        if self.transformer.config.ofs_embed_dim:
-            ofs = torch.full((b,), 2.0, device=latent.device)
+        rotary = self._rotary_embedding(f, h, w) if self._uses_rotary else None
+        ofs = torch.full((b,), 2.0, device=latent.device) if self._uses_ofs else None
         hidden = x if condition is None else torch.cat([x, condition.channels.to(x)], dim=1)
         v_pred = self.transformer(
-            hidden_states=hidden.transpose(1, 2).to(self.dtype),
+            # (B, F, C, H, W), contiguous: the patch embedding runs measurably slower on a strided view.
+            hidden_states=hidden.transpose(1, 2).to(self.dtype).contiguous(),
             encoder_hidden_states=context.embeds.to(self.dtype),
-            timestep=torch.as_tensor(index, device=latent.device),
+            timestep=torch.tensor(index, device=latent.device),
             ofs=ofs,
             image_rotary_emb=rotary,
             return_dict=False,
         )[0]
         v_pred = v_pred.transpose(1, 2).float()
-        x0, eps = a * x - s * v_pred, s * x + a * v_pred
-        return eps - x0
+        # Flow velocity ε − x0 with x0 = a·x − s·v and ε = s·x + a·v.
+        return (s - a) * x + (a + s) * v_pred
 
     def _encode(self, video: torch.Tensor) -> torch.Tensor:
         return self.vae.encode(video).latent_dist.mode() * self.scaling_factor

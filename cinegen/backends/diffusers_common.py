@@ -153,7 +153,7 @@ def renoise_known(
 
 class DiffusersBackend:
     """Shared parts; a family subclass sets the geometry and implements `_encode_prompts`,
-    `_denoise`, `_encode`/`_decode` (model latents) and `schedule`."""
+    `_denoise`, `_encode`/`_decode` (model latents) and `_schedule`."""
 
     family = "diffusers"
     per_token_t = False  # whether the denoiser takes one t per token
@@ -188,6 +188,7 @@ class DiffusersBackend:
         self._text_cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self._step_cache: tuple[tuple, float, torch.Tensor] | None = None
         self._step_calls = 0
+        self._schedules: dict[tuple[int, int], torch.Tensor] = {}
         self._resident: torch.nn.Module | None = None
         self.vae_dtype = self._vae_dtype()
         for module in self._modules():
@@ -316,6 +317,14 @@ class DiffusersBackend:
             if self.options.step_cache:
                 self._step_cache, self._step_calls = (key, t_now, v), 1
             return v
+
+    def schedule(self, steps: int, tokens: int) -> torch.Tensor:
+        """The family's own `steps + 1` noise levels (1 → 0), made once per (steps, tokens): building
+        a diffusers scheduler costs about as much as a small model's denoiser step."""
+        key = (steps, tokens)
+        if key not in self._schedules:
+            self._schedules[key] = self._schedule(steps, tokens)
+        return self._schedules[key].clone()
 
     def reset_step_cache(self) -> None:
         self._step_cache, self._step_calls = None, 0

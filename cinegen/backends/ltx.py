@@ -62,7 +62,7 @@ class LTXBackend(DiffusersBackend):
         embeds = self.text_encoder(tokens.input_ids.to(self.text_encoder.device))[0].float()
         return embeds, tokens.attention_mask.bool()
 
-    def schedule(self, steps: int, tokens: int) -> torch.Tensor:
+    def _schedule(self, steps: int, tokens: int) -> torch.Tensor:
         return flow_sigmas(
             self.scheduler_config, steps, mu=calculate_shift(tokens, self.scheduler_config), linear=True
         )

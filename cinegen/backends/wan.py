@@ -95,7 +95,7 @@ class WanBackend(DiffusersBackend):
         embeds = torch.nn.functional.pad(embeds * mask[:, :used, None], (0, 0, 0, ids.shape[1] - used))
         return embeds, mask
 
-    def schedule(self, steps: int, tokens: int) -> torch.Tensor:
+    def _schedule(self, steps: int, tokens: int) -> torch.Tensor:
         return flow_sigmas(self.scheduler_config, steps)
 
     # -- image-to-video: the given frames as input channels -----------------------------------------------

@@ -5,6 +5,9 @@ caption pool) with seeds 0..S-1, scores each clip with the pixel detector, and p
 JSON line per aspect plus the reference flicker of rendered world clips of the same captions.
 
     python benchmarks/quality.py [--model weights] [--captions 64] [--seeds 4] [--aspects 1:1,16:9,9:16]
+
+`--captions-file` scores other captions instead (one per line), e.g. training captions for
+choosing sampling settings; its lines say "quality_captions_file", never "quality_heldout".
 """
 
 from __future__ import annotations
@@ -40,9 +43,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--guidance", type=float, default=None)
     parser.add_argument("--out", default=None, help="write per-clip rows (JSONL) here")
+    parser.add_argument("--captions-file", default=None, help="captions to score instead of the held-out ones")
     args = parser.parse_args()
 
-    captions = [c for c in Path("benchmarks/heldout_captions.txt").read_text().splitlines() if c.strip()]
+    caption_path = Path(args.captions_file or "benchmarks/heldout_captions.txt")
+    captions = [c for c in caption_path.read_text().splitlines() if c.strip()]
     captions = captions[: args.captions]
     pipe = Pipeline.load(args.model, device="cpu")
     rows_out = open(args.out, "w") if args.out else None
@@ -67,7 +72,8 @@ def main() -> None:
             reference.append(evaluate_clip(clip, args.fps, caption).get("flicker"))
         reference = [r for r in reference if r is not None]
         print(json.dumps({
-            "benchmark": "quality_heldout", "model": pipe.model_name, "aspect": aspect,
+            "benchmark": "quality_captions_file" if args.captions_file else "quality_heldout",
+            "model": pipe.model_name, "aspect": aspect, "steps": args.steps, "guidance": args.guidance,
             "width": geometry.width, "height": geometry.height, "frames": geometry.frames,
             "clips": len(rows), "captions": len(captions), "seeds": args.seeds,
             **{f"mean_{k}": mean_of(rows, k) for k in PARTS},

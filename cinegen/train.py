@@ -375,9 +375,10 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
 
 def out_of_time(deadline: float, rt: Runtime) -> bool:
     """Whether the wall-clock deadline has passed; under torchrun every rank gets rank 0's answer."""
+    if rt.world_size == 1:
+        return time.time() > deadline
     late = torch.tensor([float(time.time() > deadline)], device=rt.device)
-    if rt.world_size > 1:
-        dist.broadcast(late, 0)
+    dist.broadcast(late, 0)
     return bool(late.item())
 
 

@@ -32,6 +32,16 @@ def assert_same_weights(a, b):
         torch.testing.assert_close(a[k], b[k], msg=k)
 
 
+def torchrun(statement: str, *args) -> None:
+    """Run `statement` (with `config` and `train` imported, `sys.argv[1:]` = args) in 2 gloo processes."""
+    script = f"import sys; from tests.test_train import config; from cinegen.train import train; {statement}"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--rdzv-backend", "c10d",
+           "--rdzv-endpoint", "localhost:0", "--no-python", sys.executable, "-c", script, *map(str, args)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 @pytest.fixture(scope="module")
 def vae_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("vae")
@@ -73,6 +83,11 @@ def test_minutes_limit_ends_with_a_checkpoint(tmp_path):
     assert state["step"] == 10  # the deadline is looked at every 10 steps
 
 
+def test_minutes_limit_stops_every_torchrun_rank_together(tmp_path):
+    torchrun("train(config(sys.argv[1], steps=10_000, checkpoint_every=10_000), minutes=1e-6)", tmp_path / "run")
+    assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)["step"] == 10
+
+
 def test_fresh_run_starts_from_a_model_directory(vae_run, tmp_path):
     from cinegen.backends.native import NativeBackend
 
@@ -105,22 +120,11 @@ def test_denoiser_trains_samples_exports_and_generates(vae_run, tmp_path):
 
 def test_torchrun_two_processes_resume_exactly(vae_run, tmp_path):
     """DDP on gloo: a 2-process run split by a restart ends where the straight run ends."""
-    script = (
-        "import sys; from tests.test_train import config; from cinegen.train import train; "
-        "train(config(sys.argv[1], steps=4), max_steps=int(sys.argv[2]))"
-    )
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
-
-    def torchrun(out, max_steps):
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--rdzv-backend", "c10d",
-               "--rdzv-endpoint", "localhost:0", "--no-python", sys.executable, "-c", script, str(out), str(max_steps)]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-
+    script = "train(config(sys.argv[1], steps=4), max_steps=int(sys.argv[2]))"
     straight, split = tmp_path / "straight", tmp_path / "split"
-    torchrun(straight, 4)
-    torchrun(split, 2)
-    torchrun(split, 4)
+    torchrun(script, straight, 4)
+    torchrun(script, split, 2)
+    torchrun(script, split, 4)
     assert '"world_size": 2' in (straight / "log.jsonl").read_text()
     assert_same_weights(weights(split), weights(straight))
 

@@ -109,6 +109,12 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 99.0 if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
+# The smallest typical frame change a seam or joint is measured against: one gray level RMS.
+# A still scene changes by ~0 between frames, and any joint divided by ~0 is meaningless
+# (a static "rests" clip once read 8 million); below one level no one sees a change.
+VISIBLE_CHANGE = 1.0
+
+
 def _changes(frames: np.ndarray) -> np.ndarray:
     """RMS change between consecutive frames, [T-1]."""
     f = frames.astype(np.float32)
@@ -169,7 +175,9 @@ def task_metrics(
         joints = [joint] + list(joints or [])
     elif task == "loop":
         ch = _changes(frames)
-        out["seam_ratio"] = _rms(frames[-1], frames[0]) / max(float(ch.mean()), 1e-6) if len(ch) else None
+        out["seam_ratio"] = (
+            _rms(frames[-1], frames[0]) / max(float(ch.mean()), VISIBLE_CHANGE) if len(ch) else None
+        )
     elif task == "connect":
         if reference is not None and reference_b is not None:
             joints = [len(reference), len(frames) - len(reference_b)] + list(joints or [])
@@ -184,7 +192,9 @@ def task_metrics(
     if task in ("connect", "long", "extend", "extend_backward") and joints:
         ch = _changes(frames)
         if len(ch):
-            vals = [ch[j - 1] / max(float(np.median(ch)), 1e-6) for j in joints if 1 <= j < len(frames)]
+            vals = [
+                ch[j - 1] / max(float(np.median(ch)), VISIBLE_CHANGE) for j in joints if 1 <= j < len(frames)
+            ]
             out["joint_discontinuity"] = float(max(vals)) if vals else None
     if task == "long" and scene is not None:
         window = int(round(10 * fps))

@@ -108,6 +108,15 @@ def test_joint_discontinuity():
     assert m["joint_discontinuity"] > 1.5
 
 
+def test_joint_of_a_still_scene_is_measured_against_a_visible_change():
+    still = np.full((16, 32, 32, 3), 128, dtype=np.uint8)
+    jumped = still.copy()
+    jumped[8:] += 6  # a 6-level step at frame 8, in a clip that otherwise never changes
+    m = task_metrics(jumped, 8, "connect", still[:8], still[:8])
+    assert m["joint_discontinuity"] == pytest.approx(6.0)
+    assert task_metrics(still, 8, "connect", still[:8], still[:8])["joint_discontinuity"] == 0.0
+
+
 def test_bad_task_and_missing_reference():
     clip = _clip("a red ball", seconds=0.5)
     with pytest.raises(UserError):

@@ -243,9 +243,14 @@ class LatentCache:
             assignments.setdefault(bucket, []).append(int(rng.integers(len(source))))
         tf, sf = vae.config.time_factor, vae.config.spatial_factor
         device = next(vae.parameters()).device
-        chunks = [(bucket, [(i, bucket.width, bucket.height, bucket.frames(tf), bucket.fps, int(rng.integers(2**31)))
-                            for i in ids[start : start + encode_batch]])
-                  for bucket, ids in assignments.items() for start in range(0, len(ids), encode_batch)]
+        # Every clip's render arguments, its seed included, are fixed here, before any rendering,
+        # so the workers' order cannot change what is drawn.
+        chunks: list[tuple[Bucket, list[tuple]]] = []
+        for bucket, ids in assignments.items():
+            for start in range(0, len(ids), encode_batch):
+                args = [(i, bucket.width, bucket.height, bucket.frames(tf), bucket.fps, int(rng.integers(2**31)))
+                        for i in ids[start : start + encode_batch]]
+                chunks.append((bucket, args))
         rendered = torch.utils.data.DataLoader(_RenderedChunks(source, chunks), batch_size=None,
                                                num_workers=workers, prefetch_factor=4 if workers else None)
         parts: dict[Bucket, list] = {bucket: [] for bucket in assignments}

@@ -237,8 +237,13 @@ def evaluate_clip(
     )
     walls = [t for s, t in zip(scene.objects, matched) if s.behind_wall and t is not None]
     out["reappeared"] = float(np.mean([t.reappeared for t in walls])) if walls else None
-    out["trail_persistence"] = det.paint_persistence
-    out["dots_stay_gone"] = None if det.dots_stay_gone is None else float(det.dots_stay_gone)
+    # Like every check, these answer only what the prompt asks: stray specks in a clip whose
+    # prompt has no dots are not "dots that came back".
+    asks_trail, asks_dots = any(s.trail for s in scene.objects), any(s.eats for s in scene.objects)
+    out["trail_persistence"] = det.paint_persistence if asks_trail else None
+    out["dots_stay_gone"] = (
+        float(det.dots_stay_gone) if asks_dots and det.dots_stay_gone is not None else None
+    )
     if task is None and len(frames) >= 20 * fps:
         task = "long"
     if task is not None:

@@ -85,6 +85,15 @@ def test_world_features_survive_mp4_and_noise(feature_clip):
     assert evaluate_clip(noisy, 8, caption)["adherence"] == 1.0
 
 
+def test_event_checks_answer_only_prompts_that_ask(feature_clip):
+    caption, clip = feature_clip
+    m = evaluate_clip(clip, 8, caption)
+    assert (m["dots_stay_gone"] is not None) == ("dots" in caption)
+    assert (m["trail_persistence"] is not None) == ("trail" in caption)
+    if "dots" in caption:
+        assert m["dots_stay_gone"] == 1.0
+
+
 def test_loop_seam_ratio():
     clip = _clip("a red ball moves right on a white background", seconds=2)
     looped = np.concatenate([clip, clip[::-1][1:-1]])  # ping-pong: the seam is like any step

@@ -260,9 +260,10 @@ class LatentCache:
             parts[bucket].append((vae.encode(video.to(device)).half().cpu(), torch.tensor([a[0] for a in args]), cells))
             bar.update(len(args))
         bar.close()
-        groups = {bucket: (torch.cat([p[0] for p in ps]), torch.cat([p[1] for p in ps]),
-                           torch.cat([p[2] for p in ps]) if ps[0][2] is not None else None)
-                  for bucket, ps in parts.items()}
+        groups = {}
+        for bucket, rows in parts.items():
+            latents, ids, cells = zip(*rows)
+            groups[bucket] = (torch.cat(latents), torch.cat(ids), torch.cat(cells) if cells[0] is not None else None)
         return cls(groups, tokens_per_batch, patch, max_batch)
 
     def save(self, path: str | Path) -> None:

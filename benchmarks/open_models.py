@@ -7,6 +7,9 @@ goes (text encoder, denoiser steps, VAE decode) and the ratio of each speed opti
 for drafts, optionally torch.compile).
 
     OMP_NUM_THREADS=1 python benchmarks/open_models.py --families wan ltx cogvideox --repeats 5
+
+`--device cuda` runs both pipelines on the GPU (fp32, the parity setting); every timed span
+then ends with a device synchronise, so queued kernels are counted where they were launched.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ from cinegen.pipeline import GenerateRequest, Pipeline
 PROMPT, NEGATIVE = "a red ball rolls left on the green grass", "dog"
 
 
+def synchronize() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 class PartTimer:
     """Wall time of the diffusers pipeline's parts, by wrapping its components' calls."""
 
@@ -36,10 +44,12 @@ class PartTimer:
         original = getattr(obj, attr)
 
         def timed(*args, **kwargs):
+            synchronize()
             start = time.perf_counter()
             try:
                 return original(*args, **kwargs)
             finally:
+                synchronize()
                 self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
         setattr(obj, attr, timed)
@@ -80,8 +90,10 @@ def diffusers_call(
 
 @contextmanager
 def timer(out: list[float]):
+    synchronize()
     start = time.perf_counter()
     yield
+    synchronize()
     out.append(time.perf_counter() - start)
 
 
@@ -91,7 +103,7 @@ def median(xs: list[float]) -> float:
 
 def bench_family(family: str, args) -> list[dict]:
     directory = save_tiny(family, tempfile.mkdtemp(prefix=f"cinegen-bench-{family}-"))
-    ours = Pipeline.load(directory, device="cpu", dtype="fp32")
+    ours = Pipeline.load(directory, device=args.device, dtype="fp32")
     backend = ours.backend
     theirs = pipeline_class(family)(**backend.components)
     theirs.set_progress_bar_config(disable=True)
@@ -174,6 +186,7 @@ def bench_family(family: str, args) -> list[dict]:
             "cinegen_parts": part_medians(our_parts),
             "diffusers_parts": part_medians(their_parts),
             "threads": torch.get_num_threads(),
+            "device": str(backend.device),
             "compiled": compiled,
         }
         if label == "base":
@@ -183,7 +196,7 @@ def bench_family(family: str, args) -> list[dict]:
                 theirs_latent = theirs_latent.transpose(1, 2).reshape(batch, -1, f, h, w)
             elif family == "cogvideox":
                 theirs_latent = theirs_latent.transpose(1, 2)
-            row["max_abs_latent_diff"] = float((result.latents - theirs_latent).abs().max())
+            row["max_abs_latent_diff"] = float((result.latents.cpu() - theirs_latent.cpu()).abs().max())
         print(json.dumps(row), flush=True)
         return row
 
@@ -203,6 +216,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile of the denoiser")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = parser.parse_args()
     for family in args.families:
         bench_family(family, args)

@@ -8,6 +8,11 @@ JSON line per aspect plus the reference flicker of rendered world clips of the s
 
 `--captions-file` scores other captions instead (one per line), e.g. training captions for
 choosing sampling settings; its lines say "quality_captions_file", never "quality_heldout".
+
+`--vae-ceiling` scores no generated clip: it renders each caption with the world renderer
+(one clip per seed), passes it through the model's VAE (encode, decode) and scores that. A
+denoiser that made the very latents of the rendered clip would score this, so it bounds what
+any denoiser trained on these latents can reach. Its lines say "quality_vae_ceiling".
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from cinegen.evaluate import evaluate_clip
-from cinegen.pipeline import GenerateRequest, Pipeline
+from cinegen.pipeline import GenerateRequest, Pipeline, to_uint8, to_video_tensor
 from cinegen.world import parse_caption, render
 
 PARTS = ("adherence", "color_right", "shape_right", "size_right", "motion_right", "background_right", "flicker")
@@ -29,6 +35,19 @@ PARTS = ("adherence", "color_right", "shape_right", "size_right", "motion_right"
 def mean_of(rows: list[dict], key: str) -> float | None:
     values = [r[key] for r in rows if r.get(key) is not None]
     return round(float(np.mean(values)), 4) if values else None
+
+
+def vae_round_trip(pipe: Pipeline, frames: np.ndarray) -> np.ndarray:
+    """Rendered uint8 frames through the model's VAE and back."""
+    with torch.inference_mode():
+        latent = pipe.backend.encode_video(to_video_tensor(frames))
+        return to_uint8(pipe.backend.decode_latent(latent))[0]
+
+
+def benchmark_name(args: argparse.Namespace) -> str:
+    if args.vae_ceiling:
+        return "quality_vae_ceiling"
+    return "quality_captions_file" if args.captions_file else "quality_heldout"
 
 
 def main() -> None:
@@ -44,6 +63,8 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=None)
     parser.add_argument("--out", default=None, help="write per-clip rows (JSONL) here")
     parser.add_argument("--captions-file", default=None, help="captions to score instead of the held-out ones")
+    parser.add_argument("--vae-ceiling", action="store_true",
+                        help="score VAE round trips of rendered clips instead of generated clips")
     args = parser.parse_args()
 
     caption_path = Path(args.captions_file or "benchmarks/heldout_captions.txt")
@@ -53,18 +74,24 @@ def main() -> None:
     rows_out = open(args.out, "w") if args.out else None
     for aspect in args.aspects.split(","):
         rows, started = [], time.time()
-        for caption in captions:
-            req = GenerateRequest(caption, aspect=aspect, size=args.size, seconds=args.seconds, fps=args.fps,
-                                  steps=args.steps, guidance=args.guidance, seed=0, batch=args.seeds)
-            result = pipe.run(req)
-            for seed, frames in enumerate(result.videos):
-                row = evaluate_clip(frames, result.fps, caption)
+        geometry = pipe.geometry(GenerateRequest("x", aspect=aspect, size=args.size, seconds=args.seconds,
+                                                 fps=args.fps))
+        for i, caption in enumerate(captions):
+            if args.vae_ceiling:
+                videos = [vae_round_trip(pipe, render(parse_caption(caption), width=geometry.width,
+                                                      height=geometry.height, fps=args.fps,
+                                                      num_frames=geometry.frames, seed=1000 * i + s).frames)
+                          for s in range(args.seeds)]
+            else:
+                req = GenerateRequest(caption, aspect=aspect, size=args.size, seconds=args.seconds, fps=args.fps,
+                                      steps=args.steps, guidance=args.guidance, seed=0, batch=args.seeds)
+                videos = pipe.run(req).videos
+            for seed, frames in enumerate(videos):
+                row = evaluate_clip(frames, args.fps, caption)
                 row = {k: row.get(k) for k in PARTS} | {"prompt": caption, "seed": seed, "aspect": aspect}
                 rows.append(row)
                 if rows_out:
                     rows_out.write(json.dumps(row) + "\n")
-        geometry = pipe.geometry(GenerateRequest("x", aspect=aspect, size=args.size, seconds=args.seconds,
-                                                 fps=args.fps))
         reference = []
         for i, caption in enumerate(captions[:16]):
             clip = render(parse_caption(caption), width=geometry.width, height=geometry.height, fps=args.fps,
@@ -72,7 +99,7 @@ def main() -> None:
             reference.append(evaluate_clip(clip, args.fps, caption).get("flicker"))
         reference = [r for r in reference if r is not None]
         print(json.dumps({
-            "benchmark": "quality_captions_file" if args.captions_file else "quality_heldout",
+            "benchmark": benchmark_name(args),
             "model": pipe.model_name, "aspect": aspect, "steps": args.steps, "guidance": args.guidance,
             "width": geometry.width, "height": geometry.height, "frames": geometry.frames,
             "clips": len(rows), "captions": len(captions), "seeds": args.seeds,

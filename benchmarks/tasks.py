@@ -96,12 +96,26 @@ class Bench:
             "seconds": secs,
         }
 
-    def connect(self, caption: str, i: int) -> dict:
-        a, pa = self.source(caption, i, name="a.mp4")
-        b, pb = self.source(caption, i + 100, name="b.mp4")
+    def connect(self, caption: str, i: int, sources: str) -> dict:
+        """A 1 s transition (7 frames at 8 fps) between two 17-frame clips of the caption.
+
+        "gap": A and B are the start and the end of one rendered clip, 7 frames apart, so a true
+        transition exists (the world's own frames). "independent": two renders with other seeds,
+        so objects stand elsewhere in B; a still caption then needs motion where A and B have none,
+        and any motion at a joint reads large against their ~0 frame change.
+        """
+        if sources == "gap":
+            clip = render(parse_caption(caption), width=self.w, height=self.h, fps=self.fps, num_frames=41, seed=i)
+            a, b = clip.frames[:17], clip.frames[24:]
+        else:
+            a = self.source(caption, i).frames[:17]
+            b = self.source(caption, i + 100).frames[:17]
+        pa, pb = self.folder / "a.mp4", self.folder / "b.mp4"
+        write_video(pa, a, self.fps)
+        write_video(pb, b, self.fps)
         frames, secs = self.run(prompt=caption, task="connect", video=str(pa), video_b=str(pb), seconds=1)
-        m = evaluate_clip(frames, self.fps, caption, task="connect", reference=a.frames, reference_b=b.frames)
-        return {"joint_discontinuity": m.get("joint_discontinuity"), "seconds": secs}
+        m = evaluate_clip(frames, self.fps, caption, task="connect", reference=a, reference_b=b)
+        return {"sources": sources, "joint_discontinuity": m.get("joint_discontinuity"), "seconds": secs}
 
     def loop(self, caption: str, i: int, video: bool) -> dict:
         if video:
@@ -179,7 +193,10 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--clips", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--tasks", default="image2video,extend,extend_backward,connect,loop,loop_video,mask_edit")
+    ap.add_argument(
+        "--tasks",
+        default="image2video,extend,extend_backward,connect,connect_independent,loop,loop_video,mask_edit",
+    )
     ap.add_argument(
         "--long", type=float, default=0.0, help="also a long video of this many seconds (60 for the bar)"
     )
@@ -196,7 +213,8 @@ def main() -> None:
                     "image2video": lambda c, i: bench.image2video(c, i),
                     "extend": lambda c, i: bench.extend(c, i, False),
                     "extend_backward": lambda c, i: bench.extend(c, i, True),
-                    "connect": bench.connect,
+                    "connect": lambda c, i: bench.connect(c, i, "gap"),
+                    "connect_independent": lambda c, i: bench.connect(c, i, "independent"),
                     "loop": lambda c, i: bench.loop(c, i, False),
                     "loop_video": lambda c, i: bench.loop(c, i, True),
                     "mask_edit": bench.mask_edit,

@@ -156,6 +156,10 @@ class TrainConfig:
     # truth. Objects cover a few percent of a frame, so an unweighted loss lets a small model
     # trade them away for the background and learn them last; 0 turns it off.
     object_weight: float = 0.0
+    # Autoencoder stage: weight of an L1 loss on frame-to-frame differences (the reconstruction's
+    # change between frames against the clip's). Per-frame losses let a decoder redraw a static
+    # background slightly differently in every frame: small errors, but visible flicker.
+    temporal_weight: float = 0.0
     # Autoencoder stage: train the decoder only, keeping the (EMA) encoder a denoiser was trained on.
     freeze_encoder: bool = False
     cache_clips: int = 0  # denoiser stage: clips to render and encode once (0 = twice the caption pool)

@@ -180,6 +180,31 @@ def test_latent_cells_follow_the_causal_frame_groups():
     assert cells.nonzero().tolist() == [[0, 0, 0, 0, 0], [0, 0, 2, 1, 1]]
 
 
+def test_temporal_weight_penalises_a_flickering_reconstruction():
+    from cinegen.models.autoencoder import LatentDistribution
+    from cinegen.train import autoencoder_loss
+
+    class Offset(torch.nn.Module):  # a "VAE" whose reconstruction is off by a fixed error per frame
+        def __init__(self, per_frame):
+            super().__init__()
+            self.per_frame = per_frame
+
+        def forward(self, video, generator):
+            zero = torch.zeros(1)
+            return video + self.per_frame.view(1, 1, -1, 1, 1), LatentDistribution(zero, zero)
+
+    video = torch.zeros(1, 3, 5, 8, 8)  # a still clip
+    steady = Offset(torch.full((5,), 0.1))  # every frame 0.1 too bright: no flicker
+    flicker = Offset(torch.tensor([0.1, -0.1, 0.1, -0.1, 0.1]))  # the same error size, alternating
+    g = torch.Generator()
+    assert autoencoder_loss(steady, video, 0.0, g)[0] == pytest.approx(autoencoder_loss(flicker, video, 0.0, g)[0])
+    steady_loss = autoencoder_loss(steady, video, 0.0, g, temporal_weight=1.0)[0]
+    flicker_loss = autoencoder_loss(flicker, video, 0.0, g, temporal_weight=1.0)[0]
+    assert flicker_loss == pytest.approx(steady_loss + 0.2)  # mean |error change| between frames
+    image = autoencoder_loss(steady, video[:, :, :1], 0.0, g, temporal_weight=1.0)[0]
+    assert torch.isfinite(image)
+
+
 @pytest.mark.parametrize("frames", [1, 5])
 def test_weighted_autoencoder_loss_takes_images_and_clips(frames):
     from cinegen.models.autoencoder import LatentDistribution

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from cinegen.evaluate import task_metrics
-from cinegen.pipeline import GenerateRequest, Pipeline
+from cinegen.pipeline import FINALIZE_STRENGTH, GenerateRequest, Pipeline
 
 HELDOUT = Path(__file__).with_name("heldout_captions.txt")
 
@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=3)
     ap.add_argument("--width", type=int, default=None)
     ap.add_argument("--height", type=int, default=None)
+    ap.add_argument("--strength", type=float, default=FINALIZE_STRENGTH, help="finalize's re-noise level")
     args = ap.parse_args()
     torch.set_num_threads(1)
     pipe = Pipeline.load(args.model, device="cpu")
@@ -38,7 +39,7 @@ def main() -> None:
     for caption in [c for c in HELDOUT.read_text().splitlines() if c.strip()][: args.clips]:
         req = GenerateRequest(caption, width=args.width, height=args.height, seed=0)
         draft, t_draft = timed(pipe.draft, req)
-        final, t_final = timed(pipe.finalize, req, draft.latents)
+        final, t_final = timed(pipe.finalize, req, draft.latents, args.strength)
         _, t_full = timed(pipe.run, req)
         psnr = task_metrics(final.frames, final.fps, "draft", draft.frames)["draft_psnr"]
         print(
@@ -46,6 +47,7 @@ def main() -> None:
                 {
                     "benchmark": "draft_final",
                     "caption": caption,
+                    "strength": args.strength,
                     "draft_size": list(draft.frames.shape[1:3]),
                     "final_size": list(final.frames.shape[1:3]),
                     "draft_s": round(t_draft, 3),

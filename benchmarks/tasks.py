@@ -200,6 +200,7 @@ def main() -> None:
     ap.add_argument(
         "--long", type=float, default=0.0, help="also a long video of this many seconds (60 for the bar)"
     )
+    ap.add_argument("--long-clips", type=int, default=1, help="how many captions get a long video")
     ap.add_argument("--events", action="store_true", help="also occlusion / trail / eating captions")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -221,10 +222,11 @@ def main() -> None:
                 }[task]
                 emit({"task": task, "caption": caption} | guarded(fn, caption, i))
         if args.long:
-            emit(
-                {"task": "long", "caption": captions[0], "duration": args.long}
-                | guarded(bench.long, captions[0], args.long)
-            )
+            for caption in captions[: args.long_clips]:
+                emit(
+                    {"task": "long", "caption": caption, "duration": args.long}
+                    | guarded(bench.long, caption, args.long)
+                )
         if args.events:
             for caption in EVENT_CAPTIONS:
                 emit({"task": "events", "caption": caption} | guarded(bench.events, caption))

@@ -49,6 +49,7 @@ MAX_CANVAS_LATENTS = 16  # single-canvas tasks (edit, loop, connect) beyond the 
 MAX_SOURCE_FRAMES = 1 + 4 * 240  # about a minute at 16 fps; longer sources are cut with a note
 TASK_SECONDS = {"extend": 2.0, "connect": 1.0}  # default --seconds: the added part for these tasks
 EDIT_STRENGTH = 0.6
+DRAFT_MIN_SIDE = 64  # the smallest side the default model trained on
 FINALIZE_STRENGTH = 0.6  # draft → final re-noise level (DESIGN.md: t ≈ 0.5–0.7)
 # `loop --video`: the bridge back to the start as a share of the clip: long enough that objects can
 # travel back to where they started without a jump inside the bridge.
@@ -404,7 +405,8 @@ class Pipeline:
         progress: Callable[[int, int], None] | None = None,
         show_progress: bool = False,
     ) -> GenerationResult:
-        """A quick preview at half the size and a quarter of the steps; its latent is the state to finalize."""
+        """A quick preview at about half the size (`draft_size`) and a quarter of the steps; its latent
+        is the state to finalize."""
         # `run` ignores `req.draft` (the server renders its own preview for any task); a draft with
         # saved state is text (+ image) → video only.
         if req.task != "generate" or req.storyboard is not None:
@@ -412,7 +414,7 @@ class Pipeline:
         g = self.validate(dataclasses.replace(req, draft=False))
         if g.latent[0] > WINDOW_LATENTS:
             raise UserError(f"--draft works for clips up to {self._window_seconds(g):g} s at {g.fps:g} fps")
-        m = self.backend.size_multiple
+        width, height = draft_size(g.width, g.height, self.backend.size_multiple)
         steps = self._settings(req)[0]
         small = dataclasses.replace(
             req,
@@ -422,8 +424,8 @@ class Pipeline:
             frames=g.frames,
             seconds=None,
             fps=g.fps,
-            width=max(m, g.width // 2 // m * m),
-            height=max(m, g.height // 2 // m * m),
+            width=width,
+            height=height,
             steps=max(2, steps // 4),
         )
         result = self.run(small, progress, show_progress)
@@ -672,6 +674,17 @@ class _Job:
         frames = carry_detail(frames, {self.f * k: a[-1], self.f * (k + latents): b[0]})
         # The last generated frame stands where b[0] is; b itself follows.
         return frames[1 + self.f * k : 1 + self.f * k + self.f * latents - 1]
+
+
+def draft_size(width: int, height: int, multiple: int) -> tuple[int, int]:
+    """A draft's (width, height): half the final's, but with a short side of at least
+    DRAFT_MIN_SIDE (never more than the final's own), keeping the aspect, in multiples of
+    `multiple`. At 48 px the default model has 3×3 tokens a frame and draws objects too big, so
+    finalizing had to redraw the draft rather than finish it (PSNR 21.8 dB against it, not 23)."""
+    short = min(width, height)
+    scale = min(1.0, max(0.5, DRAFT_MIN_SIDE / short))
+    return (max(multiple, round(width * scale / multiple) * multiple),
+            max(multiple, round(height * scale / multiple) * multiple))
 
 
 def carry_detail(frames: np.ndarray, known: dict[int, np.ndarray]) -> np.ndarray:

@@ -136,12 +136,13 @@ def test_job_goes_from_submit_to_a_playable_mp4(alice: httpx.Client, tmp_path: P
 
 
 def test_draft_first_publishes_a_low_resolution_preview(alice: httpx.Client, tmp_path: Path) -> None:
-    video = wait_for(alice, alice.post("/v1/videos", json={**SMALL, "draft": True}).json()["id"])
+    request = {**SMALL, "size": "160x96", "draft": True}
+    video = wait_for(alice, alice.post("/v1/videos", json=request).json()["id"])
     assert video["status"] == "completed" and video["has_draft"]
     r = alice.get(f"/v1/videos/{video['id']}/content", params={"variant": "draft"})
     assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
     (tmp_path / "draft.mp4").write_bytes(r.content)
-    assert read_video(tmp_path / "draft.mp4")[0].shape == (9, 32, 32, 3)  # half of 64x64
+    assert read_video(tmp_path / "draft.mp4")[0].shape == (9, 64, 112, 3)  # as `generate --draft`
 
 
 def test_same_seed_gives_the_same_video(alice: httpx.Client, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from cinegen.canvas import edit, pixel_mask_to_tokens
 from cinegen.cli import main
 from cinegen.errors import UserError
 from cinegen.media import read_video, write_video
-from cinegen.pipeline import WINDOW_LATENTS, GenerateRequest, Pipeline
+from cinegen.pipeline import WINDOW_LATENTS, GenerateRequest, Pipeline, draft_size
 from cinegen.sampling import FlowEdit, sample
 
 
@@ -207,6 +207,14 @@ def test_1080_is_rendered_at_1088_and_cropped(pipe):
     assert out.shape == (1, 24, 40, 3)
 
 
+def test_draft_size_is_half_with_a_64_px_floor():
+    assert draft_size(192, 192, 16) == (96, 96)
+    assert draft_size(1920, 1080, 16) == (960, 544)
+    assert draft_size(96, 96, 16) == (64, 64)  # half would be 48
+    assert draft_size(144, 80, 16) == (112, 64)
+    assert draft_size(48, 48, 16) == (48, 48)  # never larger than the final
+
+
 def test_draft_then_finalize_cli(tiny_model_dir, tmp_path):
     draft = tmp_path / "draft.mp4"
     assert (
@@ -216,9 +224,9 @@ def test_draft_then_finalize_cli(tiny_model_dir, tmp_path):
                 "a red ball",
                 "--draft",
                 "--width",
-                "64",
+                "160",
                 "--height",
-                "64",
+                "96",
                 "--frames",
                 "5",
                 "--model",
@@ -230,7 +238,7 @@ def test_draft_then_finalize_cli(tiny_model_dir, tmp_path):
         )
         == 0
     )
-    assert read_video(draft)[0].shape == (5, 32, 32, 3)
+    assert read_video(draft)[0].shape == (5, 64, 112, 3)  # short side 64, not half (48); aspect kept
     record = json.loads(draft.with_suffix(".json").read_text())
     assert (tmp_path / record["draft"]["latent"]).is_file()
     final = tmp_path / "final.mp4"
@@ -248,7 +256,7 @@ def test_draft_then_finalize_cli(tiny_model_dir, tmp_path):
         )
         == 0
     )
-    assert read_video(final)[0].shape == (5, 64, 64, 3)
+    assert read_video(final)[0].shape == (5, 96, 160, 3)
 
 
 @pytest.mark.parametrize("name", ["edit", "extend", "connect", "loop"])

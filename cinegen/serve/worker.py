@@ -184,15 +184,14 @@ class Worker:
 
     def _draft(self, job: Job, pipe, req, progress) -> None:
         from cinegen.media import write_video
+        from cinegen.pipeline import draft_size
 
         geometry = pipe.validate(req)
-        m = pipe.backend.size_multiple
-        half = {
-            "width": max(m, geometry.width // 2 // m * m),
-            "height": max(m, geometry.height // 2 // m * m),
-        }
+        width, height = draft_size(geometry.width, geometry.height, pipe.backend.size_multiple)
         steps = max(1, (req.steps or pipe.defaults.steps) // 4)
-        quick = dataclasses.replace(req, aspect=None, size=None, steps=steps, draft=False, **half)
+        quick = dataclasses.replace(
+            req, aspect=None, size=None, steps=steps, draft=False, width=width, height=height
+        )
         result = pipe.run(quick, progress=progress)
         path = write_video(
             self.storage.output(job.id, ".draft.mp4"), result.frames, result.fps, result.metadata

@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=8.0)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--guidance", type=float, default=None)
+    parser.add_argument("--guidance-min-t", type=float, default=None, help="guide only while t >= this")
     parser.add_argument("--out", default=None, help="write per-clip rows (JSONL) here")
     parser.add_argument("--captions-file", default=None, help="captions to score instead of the held-out ones")
     parser.add_argument("--vae-ceiling", action="store_true",
@@ -84,7 +85,8 @@ def main() -> None:
                           for s in range(args.seeds)]
             else:
                 req = GenerateRequest(caption, aspect=aspect, size=args.size, seconds=args.seconds, fps=args.fps,
-                                      steps=args.steps, guidance=args.guidance, seed=0, batch=args.seeds)
+                                      steps=args.steps, guidance=args.guidance, guidance_min_t=args.guidance_min_t,
+                                      seed=0, batch=args.seeds)
                 videos = pipe.run(req).videos
             for seed, frames in enumerate(videos):
                 row = evaluate_clip(frames, args.fps, caption)
@@ -101,6 +103,7 @@ def main() -> None:
         print(json.dumps({
             "benchmark": benchmark_name(args),
             "model": pipe.model_name, "aspect": aspect, "steps": args.steps, "guidance": args.guidance,
+            "guidance_min_t": args.guidance_min_t,
             "width": geometry.width, "height": geometry.height, "frames": geometry.frames,
             "clips": len(rows), "captions": len(captions), "seeds": args.seeds,
             **{f"mean_{k}": mean_of(rows, k) for k in PARTS},

@@ -78,6 +78,8 @@ class SamplingDefaults:
     # Chosen on training captions (benchmarks/quality.py --captions-file, 224 clips): adherence
     # 0.31 at 4, 0.35 at 5-5.5, 0.29 at 7 for the stop-10 weights.
     guidance: float = 5.0
+    # Guidance only while t >= this (0 = every step, as the open models' own pipelines do).
+    guidance_min_t: float = 0.0
     sampler: str = "euler"
     width: int = 96
     height: int = 96

@@ -85,6 +85,7 @@ class GenerateRequest:
     steps: int | None = None
     guidance: float | None = None
     image_guidance: float | None = None
+    guidance_min_t: float | None = None
     sampler: str | None = None
     seed: int = 0
     batch: int = 1
@@ -106,6 +107,9 @@ class GenerateRequest:
 
     @classmethod
     def from_dict(cls, data: dict) -> GenerateRequest:
+        """A request from a sidecar's "request" record (`generate --from`, `finalize`)."""
+        # Records written before the guidance interval existed guided every step.
+        data = {"guidance_min_t": 0.0} | data
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:
@@ -290,10 +294,13 @@ class Pipeline:
         for name, value in (("guidance", g), ("image guidance", gi)):
             if not 0.0 <= value <= 30.0 or math.isnan(value):
                 raise UserError(f"{name} {value} is outside 0..30")
+        min_t = req.guidance_min_t if req.guidance_min_t is not None else d.guidance_min_t
+        if not 0.0 <= min_t < 1.0:
+            raise UserError(f"guidance min t {min_t} is outside [0, 1)")
         sampler = req.sampler or d.sampler
         if sampler not in SAMPLERS:
             raise UserError(f"sampler {sampler!r} is not one of {', '.join(SAMPLERS)}")
-        return steps, Guidance(text=g, condition=gi), sampler
+        return steps, Guidance(text=g, condition=gi, min_t=min_t), sampler
 
     def _check_task(self, req: GenerateRequest) -> None:
         if req.task not in TASKS:
@@ -485,6 +492,7 @@ class Pipeline:
             "steps": steps,
             "guidance": guidance.text,
             "image_guidance": guidance.condition,
+            "guidance_min_t": guidance.min_t,
             "sampler": sampler,
             "aspect": None,
             "size": None,

@@ -57,6 +57,9 @@ class FlowEdit:
 class Guidance:
     text: float = 1.0  # classifier-free guidance on the prompt
     condition: float = 1.0  # guidance on the known part of the canvas (image, clip ends)
+    # Guide only while t >= min_t (a guidance interval, Kynkäänniemi et al., arXiv 2404.07724):
+    # the last steps only refine detail, where guidance adds flicker and costs a second pass.
+    min_t: float = 0.0
 
 
 def guided_velocity(
@@ -73,6 +76,8 @@ def guided_velocity(
     """Velocity at `x` (B, C, T, H, W) and time t, combining up to three branches:
     v = v(∅, ∅) + g_c·(v(∅, c) − v(∅, ∅)) + g_t·(v(text, c) − v(∅, c))  (InstructPix2Pix, arXiv 2211.09800).
     `channels`: (the canvas's condition, the blank one) for a backend with `condition_channels`."""
+    if t < guidance.min_t:
+        guidance = Guidance()  # the conditional velocity alone: one branch
     b = x.shape[0]
     token_mask = canvas.token_mask().to(x.device)
     has_condition = canvas.mask is not None

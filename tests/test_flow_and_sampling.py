@@ -64,6 +64,21 @@ def test_guidance_one_is_the_conditional_output():
     torch.testing.assert_close(v3, (-0.2 * x + 0.5) + 3.0 * (0.9 * x))
 
 
+def test_guidance_interval_guides_only_at_high_noise():
+    field = LinearField()
+    canvas = text_to_video((2, 4, 4))
+    noise = torch.randn(1, 3, 2, 4, 4)
+    cond, uncond = Ctx(torch.tensor([0.7])), Ctx(torch.tensor([-0.2]))
+    sample(field, canvas, noise, cond, uncond, steps=10, guidance=Guidance(text=4.0, min_t=0.45))
+    # Steps at t = 1.0 .. 0.5 run both branches (batch 2); t = 0.4 .. 0.1 only the conditional one.
+    t_of_call = [float(t.max()) for _, t in field.calls]
+    assert [len(x) for x, _ in field.calls] == [2 if t >= 0.45 else 1 for t in t_of_call]
+    assert [len(x) for x, _ in field.calls] == [2] * 6 + [1] * 4
+    x = torch.randn(1, 3, 2, 4, 4)
+    below = guided_velocity(field, canvas, x, 0.3, None, cond, uncond, Guidance(text=4.0, min_t=0.45))
+    torch.testing.assert_close(below, 0.7 * x + 0.3)  # the conditional velocity
+
+
 def test_known_frames_are_kept_exactly_and_carry_t_zero():
     field = LinearField()
     known = torch.randn(3, 3, 4, 4)

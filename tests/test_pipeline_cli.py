@@ -43,7 +43,8 @@ def test_aspect_geometry(pipe, aspect, size, expected):
 @pytest.mark.parametrize("bad", [dict(prompt=""), dict(prompt="x", width=7), dict(prompt="x", seconds=0),
                                  dict(prompt="x", aspect="wide"), dict(prompt="x", fps=100000),
                                  dict(prompt="x", frames=6), dict(prompt="x", steps=0),
-                                 dict(prompt="x", sampler="ddim"), dict(prompt="x", seconds=4 * 3600)])
+                                 dict(prompt="x", sampler="ddim"), dict(prompt="x", seconds=4 * 3600),
+                                 dict(prompt="x", guidance_min_t=1.0), dict(prompt="x", guidance_min_t=-0.1)])
 def test_bad_requests_raise_user_errors(pipe, bad):
     with pytest.raises(UserError):
         pipe.validate(GenerateRequest(**bad))
@@ -62,6 +63,25 @@ def test_cli_writes_mp4_with_metadata_and_reproduces_from_sidecar(tiny_model_dir
     assert main(["generate", "--from", str(out.with_suffix(".json")), "--model", str(tiny_model_dir),
                  "-o", str(again), "-q"]) == 0
     assert np.array_equal(read_video(again)[0], frames)
+
+
+def test_guidance_min_t_is_recorded_and_old_sidecars_guide_every_step(tiny_model_dir, tmp_path):
+    out = tmp_path / "clip.mp4"
+    common = ["--model", str(tiny_model_dir), "--frames", "5", "--guidance", "6", "-q"]
+    assert main(["generate", "a red ball", *common, "--guidance-min-t", "0.5", "-o", str(out)]) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["request"]["guidance_min_t"] == 0.5
+    every = tmp_path / "every.mp4"
+    assert main(["generate", "a red ball", *common, "--guidance-min-t", "0", "-o", str(every)]) == 0
+    assert not np.array_equal(read_video(every)[0], read_video(out)[0])
+    # A sidecar from before the option: no field, so every step was guided.
+    old = json.loads(every.with_suffix(".json").read_text())
+    del old["request"]["guidance_min_t"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    again = tmp_path / "again.mp4"
+    assert main(["generate", "--from", str(tmp_path / "old.json"), "--model", str(tiny_model_dir),
+                 "-o", str(again), "-q"]) == 0
+    assert np.array_equal(read_video(again)[0], read_video(every)[0])
 
 
 def test_cli_png_output_is_an_image(tiny_model_dir, tmp_path):

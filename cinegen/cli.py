@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out-dir", help="run directory (overrides the config)")
     tr.add_argument("--threads", type=_positive_int, help="CPU threads")
     tr.add_argument("--export", metavar="DIR", help="write a model directory from a run's EMA weights and exit")
-    tr.add_argument("--run", help="run directory for --export (default: the config's out_dir)")
+    tr.add_argument("--run", help="run or model directory for --export (default: the config's out_dir)")
     tr.add_argument("--autoencoder", help="for --export: take the VAE from this run instead of the config's")
     tr.set_defaults(func=cmd_train)
 

@@ -395,19 +395,24 @@ def init_weights(model_dir: str, stage: str) -> dict:
 
 
 def export(run_dir: str | Path, target: str | Path, autoencoder: str | None = None) -> None:
-    """Write a model directory (config.json + model.safetensors) from a denoiser run's EMA.
+    """Write a model directory (config.json + model.safetensors) from a denoiser run's EMA, or
+    from a model directory (its denoiser, VAE and sampling defaults).
 
-    `autoencoder` overrides the run's VAE, e.g. with a decoder fine-tuned on the same encoder.
+    `autoencoder` overrides the VAE, e.g. with a decoder fine-tuned on the same encoder.
     """
     from cinegen.backends.native import NativeBackend
 
     run_dir = Path(run_dir)
-    state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
-    cfg = TrainConfig.from_dict(state["config"])
-    model_cfg = copy.deepcopy(MODEL_PRESETS[cfg.model])
-    dit = SpacetimeDiT(model_cfg.denoiser)
-    dit.load_state_dict(state["ema"])
-    vae = load_autoencoder(cfg.autoencoder_from, model_cfg.autoencoder)
+    if (run_dir / "model.safetensors").is_file():
+        model = NativeBackend.load(run_dir, torch.device("cpu"), text_encoder=False)
+        model_cfg, dit, vae = model.config, model.dit, model.vae
+    else:
+        state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+        cfg = TrainConfig.from_dict(state["config"])
+        model_cfg = copy.deepcopy(MODEL_PRESETS[cfg.model])
+        dit = SpacetimeDiT(model_cfg.denoiser)
+        dit.load_state_dict(state["ema"])
+        vae = load_autoencoder(cfg.autoencoder_from, model_cfg.autoencoder)
     if autoencoder:
         decoder_vae = load_autoencoder(autoencoder, model_cfg.autoencoder)
         for (name, a), b in zip(vae.encoder.state_dict().items(), decoder_vae.encoder.state_dict().values(),

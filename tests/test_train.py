@@ -101,6 +101,26 @@ def test_fresh_run_starts_from_a_model_directory(vae_run, tmp_path):
         assert_same_weights(weights(run), module.state_dict())
 
 
+def test_export_swaps_a_model_directorys_decoder_for_a_runs(vae_run, tmp_path):
+    from cinegen.backends.native import NativeBackend
+    from cinegen.train import export, load_autoencoder
+
+    dit_run = tmp_path / "dit"
+    train(config(dit_run, stage="denoiser", steps=1, autoencoder_from=str(vae_run)))
+    decoder_run = tmp_path / "decoder"
+    train(config(decoder_run, steps=2, freeze_encoder=True, temporal_weight=1.0, init_from=str(dit_run / "model")))
+    export(dit_run / "model", tmp_path / "swapped", str(decoder_run))
+    before = NativeBackend.load(dit_run / "model", torch.device("cpu"), text_encoder=False)
+    after = NativeBackend.load(tmp_path / "swapped", torch.device("cpu"), text_encoder=False)
+    assert_same_weights(after.dit.state_dict(), before.dit.state_dict())
+    trained = load_autoencoder(str(decoder_run), MODEL_PRESETS["test"].autoencoder)
+    for name, value in after.vae.decoder.state_dict().items():  # large tensors are fp16 in the file
+        torch.testing.assert_close(value, trained.decoder.state_dict()[name], rtol=1e-3, atol=1e-3)
+    first = "0.conv.weight"
+    assert not torch.equal(after.vae.decoder.state_dict()[first], before.vae.decoder.state_dict()[first])
+    assert after.config.sampling == before.config.sampling
+
+
 def test_denoiser_trains_samples_exports_and_generates(vae_run, tmp_path):
     heldout = tmp_path / "heldout.txt"
     heldout.write_text("a red ball moves right on a white background\n")

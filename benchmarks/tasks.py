@@ -108,8 +108,8 @@ class Bench:
             clip = render(parse_caption(caption), width=self.w, height=self.h, fps=self.fps, num_frames=41, seed=i)
             a, b = clip.frames[:17], clip.frames[24:]
         else:
-            a = self.source(caption, i).frames[:17]
-            b = self.source(caption, i + 100).frames[:17]
+            a = self.source(caption, i)[0].frames[:17]
+            b = self.source(caption, i + 100)[0].frames[:17]
         pa, pb = self.folder / "a.mp4", self.folder / "b.mp4"
         write_video(pa, a, self.fps)
         write_video(pb, b, self.fps)

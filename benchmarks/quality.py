@@ -77,6 +77,9 @@ def main() -> None:
         rows, started = [], time.time()
         geometry = pipe.geometry(GenerateRequest("x", aspect=aspect, size=args.size, seconds=args.seconds,
                                                  fps=args.fps))
+        if args.vae_ceiling and geometry.render != (geometry.width, geometry.height):
+            raise SystemExit(f"--vae-ceiling needs a size the model renders as is (multiples of "
+                             f"{pipe.backend.size_multiple}); {geometry.width}x{geometry.height} is padded")
         for i, caption in enumerate(captions):
             if args.vae_ceiling:
                 videos = [vae_round_trip(pipe, render(parse_caption(caption), width=geometry.width,

@@ -37,6 +37,12 @@ def mean_of(rows: list[dict], key: str) -> float | None:
     return round(float(np.mean(values)), 4) if values else None
 
 
+def rendered(caption: str, geometry, fps: float, seed: int) -> np.ndarray:
+    """The world renderer's clip of a caption at the benchmark's geometry."""
+    return render(parse_caption(caption), width=geometry.width, height=geometry.height, fps=fps,
+                  num_frames=geometry.frames, seed=seed).frames
+
+
 def vae_round_trip(pipe: Pipeline, frames: np.ndarray) -> np.ndarray:
     """Rendered uint8 frames through the model's VAE and back."""
     with torch.inference_mode():
@@ -82,9 +88,7 @@ def main() -> None:
                              f"{pipe.backend.size_multiple}); {geometry.width}x{geometry.height} is padded")
         for i, caption in enumerate(captions):
             if args.vae_ceiling:
-                videos = [vae_round_trip(pipe, render(parse_caption(caption), width=geometry.width,
-                                                      height=geometry.height, fps=args.fps,
-                                                      num_frames=geometry.frames, seed=1000 * i + s).frames)
+                videos = [vae_round_trip(pipe, rendered(caption, geometry, args.fps, 1000 * i + s))
                           for s in range(args.seeds)]
             else:
                 req = GenerateRequest(caption, aspect=aspect, size=args.size, seconds=args.seconds, fps=args.fps,
@@ -99,8 +103,7 @@ def main() -> None:
                     rows_out.write(json.dumps(row) + "\n")
         reference = []
         for i, caption in enumerate(captions[:16]):
-            clip = render(parse_caption(caption), width=geometry.width, height=geometry.height, fps=args.fps,
-                          num_frames=geometry.frames, seed=i).frames
+            clip = rendered(caption, geometry, args.fps, seed=i)
             reference.append(evaluate_clip(clip, args.fps, caption).get("flicker"))
         reference = [r for r in reference if r is not None]
         print(json.dumps({

@@ -104,12 +104,13 @@ class Bench:
         so objects stand elsewhere in B; a still caption then needs motion where A and B have none,
         and any motion at a joint reads large against their ~0 frame change.
         """
+        scene = parse_caption(caption)
         if sources == "gap":
-            clip = render(parse_caption(caption), width=self.w, height=self.h, fps=self.fps, num_frames=41, seed=i)
-            a, b = clip.frames[:17], clip.frames[24:]
+            clip = render(scene, width=self.w, height=self.h, fps=self.fps, num_frames=41, seed=i).frames
+            a, b = clip[:17], clip[24:]
         else:
-            a = self.source(caption, i)[0].frames[:17]
-            b = self.source(caption, i + 100)[0].frames[:17]
+            a, b = (render(scene, width=self.w, height=self.h, fps=self.fps, num_frames=17, seed=s).frames
+                    for s in (i, i + 100))
         pa, pb = self.folder / "a.mp4", self.folder / "b.mp4"
         write_video(pa, a, self.fps)
         write_video(pb, b, self.fps)

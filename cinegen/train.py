@@ -400,10 +400,11 @@ def export(run_dir: str | Path, target: str | Path, autoencoder: str | None = No
 
     `autoencoder` overrides the VAE, e.g. with a decoder fine-tuned on the same encoder.
     """
+    from cinegen.backends.loading import model_kind
     from cinegen.backends.native import NativeBackend
 
     run_dir = Path(run_dir)
-    if (run_dir / "model.safetensors").is_file():
+    if model_kind(run_dir) == "native":
         model = NativeBackend.load(run_dir, torch.device("cpu"), text_encoder=False)
         model_cfg, dit, vae = model.config, model.dit, model.vae
     else:

@@ -162,6 +162,9 @@ class TrainConfig:
     # change between frames against the clip's). Per-frame losses let a decoder redraw a static
     # background slightly differently in every frame: small errors, but visible flicker.
     temporal_weight: float = 0.0
+    # Autoencoder stage: weight of the same L1 loss between neighbouring pixels (the image
+    # gradient): per-pixel losses reward blurring a triangle's corners or a checkerboard's edges.
+    edge_weight: float = 0.0
     # Autoencoder stage: train the decoder only, keeping the (EMA) encoder a denoiser was trained on.
     freeze_encoder: bool = False
     cache_clips: int = 0  # denoiser stage: clips to render and encode once (0 = twice the caption pool)

@@ -140,12 +140,15 @@ def log(out_dir: Path, record: dict) -> None:
 
 def autoencoder_loss(vae: nn.Module, video: torch.Tensor, kl_weight: float, generator: torch.Generator,
                      objects: torch.Tensor | None = None, object_weight: float = 0.0,
-                     temporal_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+                     temporal_weight: float = 0.0, edge_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
     """L1 + MSE (+ a tiny KL). With `object_weight`, pixels that hold an object or change from
     the previous frame (where a moving thing arrives and where it left), grown by one pixel,
     count `1 + object_weight` times: a small VAE otherwise keeps a moving object frozen at its
     first position, since those pixels are a sliver of the loss. With `temporal_weight`, an L1
-    loss on the change between consecutive frames, so a still background decodes still."""
+    loss on the change between consecutive frames, so a still background decodes still. With
+    `edge_weight`, the same between neighbouring pixels (along height and width): an L1 loss
+    on the image gradient, which a blurred edge or corner misses, unlike the per-pixel losses
+    where a blur is a cheap average."""
     recon, dist_ = vae(video, generator)
     error = recon - video
     weight = torch.ones_like(video[:, :1])
@@ -161,7 +164,9 @@ def autoencoder_loss(vae: nn.Module, video: torch.Tensor, kl_weight: float, gene
     mse = error.pow(2).mean()
     loss = l1 + (weight * error.pow(2)).mean() + kl_weight * dist_.kl()
     if temporal_weight > 0 and video.shape[2] > 1:
-        loss = loss + temporal_weight * (error[:, :, 1:] - error[:, :, :-1]).abs().mean()
+        loss = loss + temporal_weight * error.diff(dim=2).abs().mean()
+    if edge_weight > 0:
+        loss = loss + edge_weight * (error.diff(dim=3).abs().mean() + error.diff(dim=4).abs().mean())
     psnr = 10 * math.log10(4.0 / max(mse.item(), 1e-10))  # range [-1, 1] has peak-to-peak 2
     return loss, {"l1": error.abs().mean().item(), "psnr": psnr}
 
@@ -329,7 +334,7 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
             if cfg.stage == "autoencoder":
                 objects = batch.objects.to(rt.device) if batch.objects is not None else None
                 loss, stats = autoencoder_loss(net, batch.video.to(rt.device), cfg.kl_weight, generator, objects,
-                                               cfg.object_weight, cfg.temporal_weight)
+                                               cfg.object_weight, cfg.temporal_weight, cfg.edge_weight)
             else:
                 text = captions[batch.caption_ids]
                 drop = torch.rand(len(batch.caption_ids), generator=generator) < cfg.text_dropout

@@ -226,6 +226,37 @@ def test_temporal_weight_penalises_a_flickering_reconstruction():
     assert torch.isfinite(image)
 
 
+def test_edge_weight_penalises_a_blurred_edge_more_than_a_shifted_level():
+    from cinegen.models.autoencoder import LatentDistribution
+    from cinegen.train import autoencoder_loss
+
+    class Fixed(torch.nn.Module):  # a "VAE" that always returns the same reconstruction
+        def __init__(self, recon):
+            super().__init__()
+            self.recon = recon
+
+        def forward(self, video, generator):
+            zero = torch.zeros(1)
+            return self.recon, LatentDistribution(zero, zero)
+
+    video = torch.zeros(1, 3, 1, 8, 8)
+    video[..., 4:] = 1.0  # a sharp vertical edge
+    blurred = video.clone()
+    blurred[..., 3], blurred[..., 4] = 0.25, 0.75  # the edge spread over two columns
+    brighter = video + 0.0625  # every pixel off by the same total L1 as the blur, edge intact
+    g = torch.Generator()
+    assert autoencoder_loss(Fixed(blurred), video, 0.0, g)[1]["l1"] == pytest.approx(
+        autoencoder_loss(Fixed(brighter), video, 0.0, g)[1]["l1"]
+    )
+    blur_gain = (autoencoder_loss(Fixed(blurred), video, 0.0, g, edge_weight=1.0)[0]
+                 - autoencoder_loss(Fixed(blurred), video, 0.0, g)[0])
+    level_gain = (autoencoder_loss(Fixed(brighter), video, 0.0, g, edge_weight=1.0)[0]
+                  - autoencoder_loss(Fixed(brighter), video, 0.0, g)[0])
+    assert level_gain == pytest.approx(0.0, abs=1e-7)  # a uniform offset has no gradient error
+    # error along width per row: 0, 0, 0, .25, -.25, 0, 0, 0 -> diffs .25, .5, .25 over 7 places
+    assert blur_gain == pytest.approx(1.0 / 7)
+
+
 @pytest.mark.parametrize("frames", [1, 5])
 def test_weighted_autoencoder_loss_takes_images_and_clips(frames):
     from cinegen.models.autoencoder import LatentDistribution

@@ -90,3 +90,26 @@ def test_bounce_seen_at_low_and_high_fps(fps):
     ).frames
     tracks = detect(frames, fps).tracks
     assert [t.motion for t in tracks] == ["bounces"]
+
+
+def test_merge_joins_a_chain_of_pieces_into_one_track():
+    """An object hidden for a while, then recolored on contact, arrives as three tracks: the
+    first absorbs the second (same look after a gap) and then the third (another color where
+    it ended). A speck of its last color more than 3 s later stays a track of its own."""
+    from cinegen.world.detect import Component, Track, _merge
+
+    def piece(color: str, frames: range, x: float) -> Track:
+        comps = [Component(f, color, 20.0, np.array([x + f, 20.0]), 3.0, 0j, 0j, False) for f in frames]
+        return Track(color=color, final_color=color, frames=list(frames), comps=comps)
+
+    before = piece("red", range(0, 5), 10.0)
+    after_gap = piece("red", range(9, 14), 10.0)
+    recolored = piece("blue", range(15, 20), 9.0)  # starts next to where the red one ended
+    speck = piece("blue", range(45, 46), 90.0)
+    tracks = _merge([speck, recolored, after_gap, before], fps=8.0, short=48.0)
+    assert len(tracks) == 2
+    one = tracks[0]
+    assert one.frames == [*range(0, 5), *range(9, 14), *range(15, 20)]
+    assert (one.color, one.final_color, one.hidden, one.reappeared) == ("red", "blue", True, True)
+    assert one.hide_time == pytest.approx(4 / 8) and one.color_change_time == pytest.approx(15 / 8)
+    assert tracks[1] is speck

@@ -452,40 +452,45 @@ def _link(per_frame: list[list[Component]], gate: float) -> list[list[Component]
     return done + active
 
 
+def _join(a: Track, b: Track, fps: float, short: float) -> str | None:
+    """How track `b` continues track `a`, if it does: "occlusion" (same look after a gap) or
+    "contact" (another color, starting where `a` ended)."""
+    if b is a or b.frames[0] <= a.frames[-1]:
+        return None
+    gap = b.frames[0] - a.frames[-1]
+    if a.final_color == b.color:
+        return "occlusion" if gap / fps <= 3.0 and not a.hidden else None
+    if gap <= 2 and a.color_change_time is None:
+        (ax, ay), (bx, by) = a.comps[-1].centroid, b.comps[0].centroid
+        return "contact" if math.hypot(ax - bx, ay - by) < 0.15 * short else None
+    return None
+
+
 def _merge(tracks: list[Track], fps: float, short: float) -> list[Track]:
     """Join pieces of one object: across an occlusion gap (same color and shape) and across a
-    color change on contact (one track ends where another, of another color, begins)."""
+    color change on contact (one track ends where another, of another color, begins). Each
+    track, in order of its start, takes the first later track that continues it, and again
+    until none does."""
     tracks = sorted(tracks, key=lambda t: t.frames[0])
-    merged = True
-    while merged:
-        merged = False
-        for a in tracks:
-            for b in tracks:
-                if a is b or b.frames[0] <= a.frames[-1]:
-                    continue
-                gap = b.frames[0] - a.frames[-1]
-                ca, cb = a.comps[-1], b.comps[0]
-                dist = float(np.linalg.norm(ca.centroid - cb.centroid))
-                same_look = a.final_color == b.color
-                if same_look and gap / fps <= 3.0 and not a.hidden:
-                    a.hidden, a.reappeared, a.hide_time = True, True, a.frames[-1] / fps
-                elif (
-                    a.final_color != b.color
-                    and gap <= 2
-                    and dist < 0.15 * short
-                    and a.color_change_time is None
-                ):
-                    a.color_change_time = b.frames[0] / fps
-                else:
-                    continue
-                a.frames += b.frames
-                a.comps += b.comps
-                a.final_color = b.final_color
-                tracks[:] = [tr for tr in tracks if tr is not b]  # identity: == would compare arrays
-                merged = True
-                break
-            if merged:
-                break
+    # A join changes only `a`'s end, and whether a track continues another looks at the
+    # other's end and its own start: every track before `a` still continues nothing, so
+    # the scan goes on from `a` (a generated minute has hundreds of specks to scan).
+    i = 0
+    while i < len(tracks):
+        a = tracks[i]
+        joined = next(((b, kind) for b in tracks if (kind := _join(a, b, fps, short))), None)
+        if joined is None:
+            i += 1
+            continue
+        b, kind = joined
+        if kind == "occlusion":
+            a.hidden, a.reappeared, a.hide_time = True, True, a.frames[-1] / fps
+        else:
+            a.color_change_time = b.frames[0] / fps
+        a.frames += b.frames
+        a.comps += b.comps
+        a.final_color = b.final_color
+        tracks = [tr for tr in tracks if tr is not b]  # identity: == would compare arrays
     return tracks
 
 

@@ -13,6 +13,7 @@ the pattern's Fourier fundamental in each frame.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 
@@ -472,13 +473,18 @@ def _merge(tracks: list[Track], fps: float, short: float) -> list[Track]:
     track, in order of its start, takes the first later track that continues it, and again
     until none does."""
     tracks = sorted(tracks, key=lambda t: t.frames[0])
+    starts = [t.frames[0] for t in tracks]
+    reach = max(3.0 * fps, 2)  # the longest gap `_join` bridges, in frames
     # A join changes only `a`'s end, and whether a track continues another looks at the
     # other's end and its own start: every track before `a` still continues nothing, so
-    # the scan goes on from `a` (a generated minute has hundreds of specks to scan).
+    # the scan goes on from `a` (a generated minute has hundreds of specks to scan), and
+    # only over the tracks that start within reach of its end.
     i = 0
     while i < len(tracks):
         a = tracks[i]
-        joined = next(((b, kind) for b in tracks if (kind := _join(a, b, fps, short))), None)
+        end = a.frames[-1]
+        later = tracks[bisect.bisect_right(starts, end) : bisect.bisect_right(starts, end + reach)]
+        joined = next(((b, kind) for b in later if (kind := _join(a, b, fps, short))), None)
         if joined is None:
             i += 1
             continue
@@ -491,6 +497,7 @@ def _merge(tracks: list[Track], fps: float, short: float) -> list[Track]:
         a.comps += b.comps
         a.final_color = b.final_color
         tracks = [tr for tr in tracks if tr is not b]  # identity: == would compare arrays
+        starts = [t.frames[0] for t in tracks]
     return tracks
 
 
@@ -618,7 +625,8 @@ def _touching(tr: Track, tracks: list[Track], frame: int) -> bool:
     if me is None:
         return False
     for other in tracks:
-        if other is tr:
+        # a track's frames only grow, so its first and last bound it
+        if other is tr or not other.frames[0] - 1 <= frame <= other.frames[-1] + 1:
             continue
         near = [c for c in other.comps if abs(c.frame - frame) <= 1]
         for c in near:

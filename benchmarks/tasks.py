@@ -171,7 +171,8 @@ class Bench:
     def long(self, caption: str, seconds: float) -> dict:
         frames, secs = self.run(prompt=caption, seconds=seconds)
         m = evaluate_clip(frames, self.fps, caption, task="long")
-        return {k: m.get(k) for k in ("adherence_first10s", "adherence_last10s", "drift")} | {"seconds": secs}
+        keys = ("adherence_first10s", "adherence_last10s", "drift", "first10s", "last10s")
+        return {k: m.get(k) for k in keys} | {"seconds": secs}
 
     def events(self, caption: str) -> dict:
         frames, secs = self.run(prompt=caption, seconds=4)
@@ -247,18 +248,17 @@ def main() -> None:
                 )
                 emit(row)
                 long_rows.append(row)
-            first = [r["adherence_first10s"] for r in long_rows if r.get("adherence_first10s") is not None]
-            last = [r["adherence_last10s"] for r in long_rows if r.get("adherence_last10s") is not None]
-            if first and last:
-                emit(
-                    {
-                        "task": "long_summary",
-                        "clips": len(first),
-                        "adherence_first10s": float(np.mean(first)),
-                        "adherence_last10s": float(np.mean(last)),
-                        "last_over_first": float(np.mean(last) / np.mean(first)) if np.mean(first) else None,
-                    }
-                )
+            rows = [r for r in long_rows if r.get("first10s") and r.get("last10s")]
+            if rows:
+                summary = {"task": "long_summary", "clips": len(rows)}
+                for key in ("adherence", "color_right", "shape_right", "size_right", "motion_right",
+                            "background_right"):  # fmt: skip
+                    for window in ("first10s", "last10s"):
+                        vals = [r[window][key] for r in rows if r[window].get(key) is not None]
+                        summary[f"{key}_{window}"] = float(np.mean(vals)) if vals else None
+                first, last = summary["adherence_first10s"], summary["adherence_last10s"]
+                summary["last_over_first"] = last / first if first else None
+                emit(summary)
         if args.events:
             for caption in EVENT_CAPTIONS:
                 emit({"task": "events", "caption": caption} | guarded(bench.events, caption))

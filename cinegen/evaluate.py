@@ -199,9 +199,17 @@ def task_metrics(
     if task == "long" and scene is not None:
         window = int(round(10 * fps))
         if len(frames) >= 2 * window:
-            first = adherence(scene, detect(frames[:window], fps))["adherence"]
-            last = adherence(scene, detect(frames[-window:], fps))["adherence"]
-            out |= {"adherence_first10s": first, "adherence_last10s": last, "drift": first - last}
+            # Adherence is all-or-nothing per object, so with it the parts (color, shape, ...)
+            # that tell what drifted.
+            first = adherence(scene, detect(frames[:window], fps))
+            last = adherence(scene, detect(frames[-window:], fps))
+            out |= {
+                "adherence_first10s": first["adherence"],
+                "adherence_last10s": last["adherence"],
+                "drift": first["adherence"] - last["adherence"],
+                "first10s": first,
+                "last10s": last,
+            }
         else:
             out["drift"] = None
     return out

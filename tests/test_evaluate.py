@@ -126,6 +126,22 @@ def test_joint_of_a_still_scene_is_measured_against_a_visible_change():
     assert task_metrics(still, 8, "connect", still[:8], still[:8])["joint_discontinuity"] == 0.0
 
 
+def test_long_clip_scores_its_first_and_last_10_seconds():
+    """A 20 s clip is judged on its first and last 10 s; a clip whose object turns into another
+    color halfway keeps its start score and loses color (and so adherence) at the end."""
+    prompt = "a big red ball stays still on a white background"
+    held = _clip(prompt, seconds=20, size=(64, 64))
+    m = evaluate_clip(held, 8, prompt)
+    assert m["task"] == "long"
+    assert m["adherence_first10s"] == m["adherence_last10s"] == 1.0 and m["drift"] == 0.0
+    assert m["last10s"]["color_right"] == 1.0
+    drifted = np.concatenate([held[:80], _clip(prompt.replace("red", "blue"), seconds=20, size=(64, 64))[80:]])
+    m = evaluate_clip(drifted, 8, prompt)
+    assert (m["adherence_first10s"], m["adherence_last10s"], m["drift"]) == (1.0, 0.0, 1.0)
+    assert (m["first10s"]["color_right"], m["last10s"]["color_right"]) == (1.0, 0.0)
+    assert m["last10s"]["background_right"] == 1.0
+
+
 def test_bad_task_and_missing_reference():
     clip = _clip("a red ball", seconds=0.5)
     with pytest.raises(UserError):

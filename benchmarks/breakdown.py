@@ -36,6 +36,8 @@ def grouped(rows: list[dict], by: str) -> dict[str, list[dict]]:
 
 
 def read_rows(path: str) -> list[dict]:
+    if not Path(path).is_file():
+        raise SystemExit(f"breakdown.py: no such file {path!r}; give the JSONL that quality.py --out wrote")
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 

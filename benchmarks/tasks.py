@@ -240,9 +240,11 @@ def main() -> None:
                 emit({"task": task, "caption": caption} | guarded(fn, caption, i))
         if args.long:
             long_rows = []
-            for caption in (c for c in all_captions if bench.world_keeps(c, args.long)):
+            for caption in all_captions:
                 if len(long_rows) == args.long_clips:
                     break
+                if not bench.world_keeps(caption, args.long):
+                    continue
                 row = {"task": "long", "caption": caption, "duration": args.long} | guarded(
                     bench.long, caption, args.long
                 )

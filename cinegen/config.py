@@ -138,6 +138,9 @@ class TrainConfig:
     lr: float = 3e-4
     weight_decay: float = 0.0
     warmup: int = 200
+    # Share of the run (its steps or its --minutes, whichever ends it first) at the end over which
+    # the learning rate falls linearly to 0 (warmup-stable-decay); 0 keeps it constant to the end.
+    cooldown: float = 0.0
     grad_clip: float = 1.0
     ema: float = 0.999
     seed: int = 0

@@ -4,6 +4,8 @@ Inside cinegen, video is float in [-1, 1]; here, and only here, it is uint8 `[T,
 Every writer goes through a temporary file in the target folder and an atomic rename, so an
 interrupted run never leaves a half-written output. Readers decode untrusted input with
 bounds (bytes, pixels, frames) and turn any decoding failure into a one-line `UserError`.
+PyAV is imported by the functions that use it, so code that only imports this module (the
+trainer and the benchmarks, through the pipeline) runs on machines without it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image
 
@@ -121,6 +122,8 @@ def _write_av(path: Path, frames: np.ndarray, fps: float, suffix: str, comment: 
         frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     rate = Fraction(fps).limit_denominator(1001)
     fmt = "mp4" if suffix == ".mp4" else "webm"
+    import av
+
     with av.open(str(path), mode="w", format=fmt) as container:
         if comment:
             container.metadata["comment"] = comment
@@ -206,6 +209,8 @@ def read_video(
         return read_image(path, limits)[None], 1.0
     cap = limits.max_frames if max_frames is None else min(max_frames, limits.max_frames)
     frames: list[np.ndarray] = []
+    import av
+
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -230,6 +235,8 @@ def read_video(
 
 def read_metadata(path: str | os.PathLike) -> dict:
     """The JSON record cinegen stored in an output's container comment (empty if none)."""
+    import av
+
     with av.open(str(path)) as container:
         comment = container.metadata.get("comment")
     return json.loads(comment) if comment else {}

@@ -113,10 +113,10 @@ def load_autoencoder(source: str, config) -> CausalVAE:
 @torch.no_grad()
 def measure_latent_stats(vae: CausalVAE, source, buckets, time_factor: int, seed: int, batches: int = 8) -> None:
     """Set the VAE's per-channel latent mean/std so the denoiser sees unit-variance latents."""
-    zs = []
+    zs, device = [], vae.latent_mean.device
     for i in range(batches):
         batch = video_batch(source, buckets, time_factor, 8, batch_rng(seed, 99, i))
-        zs.append(vae.encode_distribution(batch.video).mean.transpose(0, 1).flatten(1))
+        zs.append(vae.encode_distribution(batch.video.to(device)).mean.transpose(0, 1).flatten(1))
     z = torch.cat(zs, dim=1)
     vae.latent_mean.copy_(z.mean(1))
     vae.latent_std.copy_(z.std(1).clamp_min(1e-3))
@@ -247,6 +247,8 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
     deadline = time.time() + 60 * minutes if minutes else None
     if cfg.stage not in STAGES:
         raise UserError(f"stage {cfg.stage!r} is not one of {', '.join(STAGES)}")
+    if not 0 <= cfg.cooldown <= 1:
+        raise UserError(f"cooldown {cfg.cooldown} is not a share of the run between 0 and 1")
     if cfg.model not in MODEL_PRESETS:
         raise UserError(f"model preset {cfg.model!r} is not one of {', '.join(MODEL_PRESETS)}")
     rt = setup_distributed()
@@ -326,7 +328,8 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
     batches = iter(torch.utils.data.DataLoader(
         StepBatches(make_batch, cfg.seed, rt.rank, step, end), batch_size=None, num_workers=cfg.workers,
         prefetch_factor=4 if cfg.workers else None))
-    started = time.time()
+    started = loop_started = time.time()
+    first_step, time_left = step, 1.0
     while step < end:
         loss_seed, batch = next(batches)
         generator = torch.Generator().manual_seed(loss_seed)
@@ -344,7 +347,7 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
                 objects = batch.objects.to(rt.device) if batch.objects is not None else None
                 loss, stats = denoiser_loss(net, batch.latent.to(rt.device), text, batch.fps.to(rt.device), cfg,
                                             generator, objects)
-        lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+        lr = learning_rate(cfg, step, min(time_left, (end - step) / max(1, end - first_step)))
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
@@ -353,8 +356,10 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
         optimizer.step()
         update_ema(ema, model, cfg.ema if step >= cfg.warmup else 0.0)
         step += 1
-        if deadline and step % 10 == 0 and out_of_time(deadline, rt):
-            end = step  # the checkpoint and export below run as at a planned end
+        if deadline and step % 10 == 0:
+            time_left = share_of_time_left(deadline, loop_started, rt)
+            if time_left == 0:
+                end = step  # the checkpoint and export below run as at a planned end
 
         if rt.main and (step % cfg.log_every == 0 or step == end):
             elapsed = time.time() - started
@@ -382,13 +387,24 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
     return out_dir
 
 
-def out_of_time(deadline: float, rt: Runtime) -> bool:
-    """Whether the wall-clock deadline has passed; under torchrun every rank gets rank 0's answer."""
+def learning_rate(cfg: TrainConfig, step: int, run_left: float) -> float:
+    """Linear warmup over `cfg.warmup` steps, constant, then a linear fall to 0 over the last
+    `cfg.cooldown` share of the run; `run_left` is the share of the run still to go."""
+    lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+    if cfg.cooldown > 0:
+        lr *= min(1.0, max(0.0, run_left) / cfg.cooldown)
+    return lr
+
+
+def share_of_time_left(deadline: float, started: float, rt: Runtime) -> float:
+    """The share of the training loop's wall-clock budget still to go (0 once the deadline has
+    passed); under torchrun every rank gets rank 0's answer, so all ranks step with one learning rate."""
+    left = max(0.0, (deadline - time.time()) / max(1e-9, deadline - started))
     if rt.world_size == 1:
-        return time.time() > deadline
-    late = torch.tensor([float(time.time() > deadline)], device=rt.device)
-    dist.broadcast(late, 0)
-    return bool(late.item())
+        return left
+    shared = torch.tensor([left], device=rt.device, dtype=torch.float64)
+    dist.broadcast(shared, 0)
+    return float(shared.item())
 
 
 def init_weights(model_dir: str, stage: str) -> dict:

@@ -11,7 +11,7 @@ import torch
 from cinegen.config import MODEL_PRESETS, DataConfig, TrainConfig
 from cinegen.data import LatentCache
 from cinegen.pipeline import GenerateRequest, Pipeline
-from cinegen.train import CHECKPOINT, train
+from cinegen.train import CHECKPOINT, learning_rate, train
 
 TINY_DATA = DataConfig(sizes=((32, 32), (48, 32)), latent_frames=(1, 2), fps=(8.0,), caption_pool=12, heldout="")
 
@@ -270,3 +270,12 @@ def test_weighted_autoencoder_loss_takes_images_and_clips(frames):
     video = torch.rand(2, 3, frames, 8, 8) * 2 - 1
     loss, stats = autoencoder_loss(Dim(), video, 0.0, torch.Generator(), None, object_weight=4.0)
     assert torch.isfinite(loss) and stats["psnr"] > 20
+
+
+def test_cooldown_lets_the_learning_rate_fall_to_zero_at_the_end(tmp_path):
+    train(config(tmp_path, steps=4, cooldown=0.5))
+    lrs = [r["lr"] for r in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines()) if "lr" in r]
+    # Share of the run left before each step: 1, 3/4, 1/2, 1/4; the last half falls linearly.
+    assert lrs == pytest.approx([1e-3, 1e-3, 1e-3, 0.5e-3])
+    assert learning_rate(config(tmp_path, cooldown=0.5), step=10, run_left=0.0) == 0.0
+    assert learning_rate(config(tmp_path), step=10, run_left=0.0) == 1e-3  # no cooldown: constant

@@ -91,6 +91,18 @@ def test_known_frames_are_kept_exactly_and_carry_t_zero():
         torch.testing.assert_close(latent[0, :, 0], known[:, 0])
 
 
+def test_noisy_known_frames_are_seen_at_t_floor_and_come_back_as_given():
+    field = LinearField()
+    known = torch.randn(3, 3, 4, 4)
+    canvas = keep_frames((3, 4, 4), known, [0], t_floor=0.2)
+    noise = torch.randn(1, 3, 3, 4, 4)
+    out = sample(field, canvas, noise, Ctx(torch.tensor([0.3])), Ctx(torch.tensor([0.3])), steps=4)
+    torch.testing.assert_close(out[0, :, 0], known[:, 0])
+    for latent, t_tokens in field.calls:
+        assert torch.allclose(t_tokens[:, 0], torch.tensor(0.2))
+        torch.testing.assert_close(latent[0, :, 0], add_noise(known, noise[0], 0.2)[:, 0])
+
+
 def test_loop_rolls_the_time_axis_and_undoes_it():
     """With a field that is equivariant to time shifts, wrapping changes nothing."""
     field = LinearField()

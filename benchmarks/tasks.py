@@ -75,7 +75,8 @@ class Bench:
         write_video(image, clip.frames[0], self.fps)
         frames, secs = self.run(prompt=caption, image=str(image), seconds=2)
         m = evaluate_clip(frames, self.fps, caption, task="image2video", reference=clip.frames[0])
-        return {"first_frame_psnr": m["first_frame_psnr"], "adherence": m["adherence"], "seconds": secs}
+        parts = {k: m.get(k) for k in ("color_right", "shape_right", "size_right", "motion_right", "background_right")}
+        return {"first_frame_psnr": m["first_frame_psnr"], "adherence": m["adherence"], "parts": parts, "seconds": secs}
 
     def extend(self, caption: str, i: int, backward: bool) -> dict:
         clip, path = self.source(caption, i)

@@ -162,7 +162,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.config:
         raise UserError("give --config CONFIG.toml (see configs/)")
     cfg = TrainConfig.load(args.config)
-    overrides = {"steps": args.steps, "out_dir": args.out_dir, "threads": args.threads, "cooldown": args.cooldown}
+    overrides = {"steps": args.steps, "out_dir": args.out_dir, "threads": args.threads, "cooldown": args.cooldown,
+                 "context_noise": args.context_noise}
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, value)
@@ -198,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out-dir", help="run directory (overrides the config)")
     tr.add_argument("--cooldown", type=float, metavar="SHARE",
                     help="let the learning rate fall linearly to 0 over this last share (0-1) of the run (overrides the config)")
+    tr.add_argument("--context-noise", type=float, metavar="T",
+                    help="denoiser: noise the known frames of half the canvas clips to a level up to T (overrides the config)")
     tr.add_argument("--threads", type=_positive_int, help="CPU threads")
     tr.add_argument("--export", metavar="DIR", help="write a model directory from a run's EMA weights and exit")
     tr.add_argument("--run", help="run or model directory for --export (default: the config's out_dir)")

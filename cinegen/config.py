@@ -168,6 +168,11 @@ class TrainConfig:
     # Autoencoder stage: weight of the same L1 loss between neighbouring pixels (the image
     # gradient): per-pixel losses reward blurring a triangle's corners or a checkerboard's edges.
     edge_weight: float = 0.0
+    # Denoiser stage: in half the clips with a canvas mask, the known tokens get a noise level
+    # drawn from [0, context_noise] instead of 0 (still no loss on them). The model then learns
+    # to continue frames that are a little off, such as its own in a long video's later windows,
+    # instead of copying their errors; sample such windows with a matching Canvas.t_floor.
+    context_noise: float = 0.0
     # Autoencoder stage: train the decoder only, keeping the (EMA) encoder a denoiser was trained on.
     freeze_encoder: bool = False
     cache_clips: int = 0  # denoiser stage: clips to render and encode once (0 = twice the caption pool)

@@ -173,8 +173,9 @@ def autoencoder_loss(vae: nn.Module, video: torch.Tensor, kl_weight: float, gene
 
 def denoiser_loss(dit: nn.Module, x0: torch.Tensor, text: TextEmbedding, fps: torch.Tensor, cfg: TrainConfig,
                   generator: torch.Generator, objects: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    """Rectified-flow loss on a random canvas: known tokens carry t = 0 and get no loss; latent
-    cells holding an object (when known) count `1 + cfg.object_weight` times."""
+    """Rectified-flow loss on a random canvas: known tokens carry t = 0 (or, with
+    `cfg.context_noise`, a small t in half the clips) and get no loss; latent cells holding an
+    object (when known) count `1 + cfg.object_weight` times."""
     b, _, t_len, h, w = x0.shape
     p = dit.module.config.patch_size if isinstance(dit, DistributedDataParallel) else dit.config.patch_size
     grid = (t_len, h // p, w // p)
@@ -191,8 +192,12 @@ def denoiser_loss(dit: nn.Module, x0: torch.Tensor, text: TextEmbedding, fps: to
         if torch.rand(1, generator=generator).item() < cfg.canvas_share:
             masks[i] = random_training_mask(grid, generator)
     masks = masks.to(x0.device)
-    t_tokens = torch.where(masks.bool(), torch.zeros_like(t_tokens), t_tokens)
     noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    known_t = torch.zeros_like(t_tokens)
+    if cfg.context_noise > 0:  # drawn last, so masks and noise stay those of a run without it
+        level = torch.rand(b, generator=generator) * cfg.context_noise * (torch.rand(b, generator=generator) < 0.5)
+        known_t = level[:, None, None, None].expand_as(t_tokens).to(x0.device)
+    t_tokens = torch.where(masks.bool(), known_t, t_tokens)
     x_t = add_noise(x0, noise, expand_token_t(t_tokens, p))
     v = dit(x_t, t_tokens, text.tokens.float(), text.mask, text.pooled.float(), fps)
     weight = 1.0 - expand_token_t(masks, p)
@@ -249,6 +254,8 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
         raise UserError(f"stage {cfg.stage!r} is not one of {', '.join(STAGES)}")
     if not 0 <= cfg.cooldown <= 1:
         raise UserError(f"cooldown {cfg.cooldown} is not a share of the run between 0 and 1")
+    if not 0 <= cfg.context_noise < 1:
+        raise UserError(f"context_noise {cfg.context_noise} is not a noise level in [0, 1)")
     if cfg.model not in MODEL_PRESETS:
         raise UserError(f"model preset {cfg.model!r} is not one of {', '.join(MODEL_PRESETS)}")
     rt = setup_distributed()

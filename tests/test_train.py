@@ -11,7 +11,8 @@ import torch
 from cinegen.config import MODEL_PRESETS, DataConfig, TrainConfig
 from cinegen.data import LatentCache
 from cinegen.pipeline import GenerateRequest, Pipeline
-from cinegen.train import CHECKPOINT, learning_rate, train
+from cinegen.text import TextEmbedding
+from cinegen.train import CHECKPOINT, denoiser_loss, learning_rate, train
 
 TINY_DATA = DataConfig(sizes=((32, 32), (48, 32)), latent_frames=(1, 2), fps=(8.0,), caption_pool=12, heldout="")
 
@@ -279,3 +280,28 @@ def test_cooldown_lets_the_learning_rate_fall_to_zero_at_the_end(tmp_path):
     assert lrs == pytest.approx([1e-3, 1e-3, 1e-3, 0.5e-3])
     assert learning_rate(config(tmp_path, cooldown=0.5), step=10, run_left=0.0) == 0.0
     assert learning_rate(config(tmp_path), step=10, run_left=0.0) == 1e-3  # no cooldown: constant
+
+
+class RecordingDenoiser(torch.nn.Module):
+    """Stands in for the DiT in `denoiser_loss`: records the per-token t it is given."""
+
+    config = dataclasses.make_dataclass("Config", [("patch_size", int, 2)])()
+
+    def forward(self, x_t, t_tokens, *_):
+        self.t_tokens = t_tokens
+        return torch.zeros_like(x_t)
+
+
+def test_context_noise_gives_known_tokens_a_small_t_in_half_the_clips(tmp_path):
+    x0 = torch.randn(64, 4, 3, 4, 4)
+    text = TextEmbedding(torch.zeros(64, 2, 8), torch.ones(64, 2, dtype=torch.bool), torch.zeros(64, 8))
+    seen = {}
+    for level in (0.0, 0.3):
+        dit = RecordingDenoiser()
+        denoiser_loss(dit, x0, text, torch.full((64,), 8.0), config(tmp_path, "denoiser", canvas_share=1.0,
+                      context_noise=level), torch.Generator().manual_seed(0))
+        seen[level] = dit.t_tokens
+    known = seen[0.0] == 0  # the same masks and noise either way: context noise draws last
+    noisy = seen[0.3][known]
+    assert known.any() and (noisy <= 0.3).all() and (noisy > 0).any() and (noisy == 0).any()
+    torch.testing.assert_close(seen[0.3][~known], seen[0.0][~known])

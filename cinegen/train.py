@@ -371,7 +371,7 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
         if rt.main and (step % cfg.log_every == 0 or step == end):
             elapsed = time.time() - started
             log(out_dir, {"step": step, "loss": round(loss.item(), 5), "grad_norm": round(grad_norm.item(), 3),
-                          "lr": lr, "sec_per_step": round(elapsed / max(1, step % cfg.log_every or cfg.log_every), 3)}
+                          "lr": float(f"{lr:.4g}"), "sec_per_step": round(elapsed / max(1, step % cfg.log_every or cfg.log_every), 3)}
                 | {k: round(v, 3) for k, v in stats.items()})
             started = time.time()
         if rt.main and cfg.stage == "denoiser" and cfg.sample_every and step % cfg.sample_every == 0:

@@ -27,6 +27,8 @@ from cinegen.world.detect import detect
 from cinegen.world.scene import Background
 
 HELDOUT = Path(__file__).with_name("heldout_captions.txt")
+# The parts of a caption that adherence needs all right at once.
+ADHERENCE_PARTS = ("color_right", "shape_right", "size_right", "motion_right", "background_right")
 EVENT_CAPTIONS = [
     "a red ball moves right and passes behind a wall on a white background",
     "a blue square moves left and passes behind a wall on a gray background",
@@ -75,7 +77,7 @@ class Bench:
         write_video(image, clip.frames[0], self.fps)
         frames, secs = self.run(prompt=caption, image=str(image), seconds=2)
         m = evaluate_clip(frames, self.fps, caption, task="image2video", reference=clip.frames[0])
-        parts = {k: m.get(k) for k in ("color_right", "shape_right", "size_right", "motion_right", "background_right")}
+        parts = {k: m.get(k) for k in ADHERENCE_PARTS}
         return {"first_frame_psnr": m["first_frame_psnr"], "adherence": m["adherence"], "parts": parts, "seconds": secs}
 
     def extend(self, caption: str, i: int, backward: bool) -> dict:
@@ -254,8 +256,7 @@ def main() -> None:
             rows = [r for r in long_rows if r.get("first10s") and r.get("last10s")]
             if rows:
                 summary = {"task": "long_summary", "clips": len(rows)}
-                for key in ("adherence", "color_right", "shape_right", "size_right", "motion_right",
-                            "background_right"):  # fmt: skip
+                for key in ("adherence", *ADHERENCE_PARTS):
                     for window in ("first10s", "last10s"):
                         vals = [r[window][key] for r in rows if r[window].get(key) is not None]
                         summary[f"{key}_{window}"] = float(np.mean(vals)) if vals else None

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Issue 7's open-model benchmark (benchmarks/open_models.py) on a GPU: cinegen vs each family's
 # diffusers pipeline on the same tiny configs, one JSON line per result in DEST/open_models.jsonl.
-# The device machine has PyTorch and transformers but not diffusers: carry it (and importlib_metadata) as
-# wheels in .whl/ (docs/open_models.md, "Parity and benchmark") and this script installs them
-# under /tmp/site.
+# The device machine has PyTorch and transformers but not diffusers: carry it and
+# importlib_metadata as wheels in .whl/ (docs/open_models.md, "Parity and benchmark") and this
+# script installs them under /tmp/site.
 #   scripts/bench_gpu.sh /tmp/bench [REPEATS]        # DEVICE=cpu runs the same thing here
 set -euo pipefail
 dest=${1:?usage: scripts/bench_gpu.sh DEST [REPEATS]}

@@ -51,8 +51,8 @@ def colors(frames: np.ndarray, fps: float) -> set[str]:
 
 
 class Bench:
-    def __init__(self, pipe: Pipeline, folder: Path, seed: int):
-        self.pipe, self.folder, self.seed = pipe, folder, seed
+    def __init__(self, pipe: Pipeline, folder: Path, seed: int, context_t_floor: float | None = None):
+        self.pipe, self.folder, self.seed, self.context_t_floor = pipe, folder, seed, context_t_floor
         d = pipe.defaults
         self.w, self.h, self.fps = d.width, d.height, d.fps
 
@@ -66,7 +66,7 @@ class Bench:
         return clip, path
 
     def run(self, **fields) -> tuple[np.ndarray, float]:
-        req = GenerateRequest(seed=self.seed, **fields)
+        req = GenerateRequest(seed=self.seed, context_t_floor=self.context_t_floor, **fields)
         started = time.perf_counter()
         frames = self.pipe.run(req).frames
         return frames, time.perf_counter() - started
@@ -221,13 +221,15 @@ def main() -> None:
         "length keeps its caption in the first and last 10 s",
     )
     ap.add_argument("--events", action="store_true", help="also occlusion / trail / eating captions")
+    ap.add_argument("--context-t-floor", type=float, default=None,
+                    help="noise level of generated context frames in later windows (default: the model's)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     pipe = Pipeline.load(args.model, device="cpu")
     all_captions = [c for c in HELDOUT.read_text().splitlines() if c.strip()]
     captions = all_captions[: args.clips]
     with tempfile.TemporaryDirectory() as tmp:
-        bench = Bench(pipe, Path(tmp), args.seed)
+        bench = Bench(pipe, Path(tmp), args.seed, args.context_t_floor)
         for task in filter(None, args.tasks.split(",")):
             for i, caption in enumerate(captions):
                 fn = {
@@ -255,7 +257,7 @@ def main() -> None:
                 long_rows.append(row)
             rows = [r for r in long_rows if r.get("first10s") and r.get("last10s")]
             if rows:
-                summary = {"task": "long_summary", "clips": len(rows)}
+                summary = {"task": "long_summary", "clips": len(rows), "context_t_floor": args.context_t_floor}
                 for key in ("adherence", *ADHERENCE_PARTS):
                     for window in ("first10s", "last10s"):
                         vals = [r[window][key] for r in rows if r[window].get(key) is not None]

@@ -49,6 +49,9 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     s.add_argument("--guidance-min-t", type=float, metavar="T",
                    help="guide only while the noise level t (1 -> 0) is at least T; faster, and less "
                         "flicker at 0.2 (default: the model's; 0 = every step)")
+    s.add_argument("--context-t-floor", type=float, metavar="T",
+                   help="long videos and extension: noise level of the generated frames each later window "
+                        "continues (default: the model's)")
     s.add_argument("--negative", default="", help="negative prompt: what to steer away from")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--sampler", choices=["euler", "heun"], help="ODE solver (default euler)")
@@ -83,7 +86,7 @@ def request_from_args(args: argparse.Namespace, **task_fields):
         prompt=args.prompt, negative=args.negative, width=args.width, height=args.height, aspect=args.aspect,
         size=args.size, seconds=args.seconds, fps=args.fps, frames=args.frames, steps=args.steps,
         guidance=args.guidance, image_guidance=args.image_guidance, guidance_min_t=args.guidance_min_t,
-        sampler=args.sampler, seed=args.seed,
+        sampler=args.sampler, seed=args.seed, context_t_floor=args.context_t_floor,
         batch=args.batch, **task_fields,
     )
 

@@ -81,6 +81,9 @@ class SamplingDefaults:
     # Guidance only while t >= this (0 = every step, as the open models' own pipelines do).
     guidance_min_t: float = 0.0
     sampler: str = "euler"
+    # Noise level given to the generated frames that a long video's later windows continue; a
+    # model trained with context_noise (config.py, TrainConfig) wants about the middle of its range.
+    context_t_floor: float = 0.0
     width: int = 96
     height: int = 96
     fps: float = 8.0

@@ -101,6 +101,8 @@ class GenerateRequest:
     backward: bool = False
     draft: bool = False
     storyboard: list | None = None  # [{"prompt": ..., "seconds": ...}, ...]: shots with cuts
+    # Noise level of the generated frames a long video's later windows continue (None = the model's).
+    context_t_floor: float | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -139,6 +141,7 @@ class Prepared:
     guidance: Guidance
     sampler: str
     shots: list[Shot] | None = None
+    context_t_floor: float = 0.0
 
 
 @dataclass
@@ -302,6 +305,12 @@ class Pipeline:
             raise UserError(f"sampler {sampler!r} is not one of {', '.join(SAMPLERS)}")
         return steps, Guidance(text=g, condition=gi, min_t=min_t), sampler
 
+    def _context_t_floor(self, req: GenerateRequest) -> float:
+        t_floor = req.context_t_floor if req.context_t_floor is not None else self.defaults.context_t_floor
+        if not 0.0 <= t_floor < 1.0:
+            raise UserError(f"context t floor {t_floor} is outside [0, 1)")
+        return t_floor
+
     def _check_task(self, req: GenerateRequest) -> None:
         if req.task not in TASKS:
             raise UserError(f"task {req.task!r} is not one of {', '.join(TASKS)}")
@@ -354,7 +363,7 @@ class Pipeline:
                     "empty condition (no frame given), which it was not made for; a text-to-video model "
                     "of its family does text->video better"
                 )
-        return Prepared(geometry, inputs, steps, guidance, sampler, shots)
+        return Prepared(geometry, inputs, steps, guidance, sampler, shots, self._context_t_floor(req))
 
     def validate(self, req: GenerateRequest) -> Geometry:
         return self.prepare(req).geometry
@@ -401,7 +410,7 @@ class Pipeline:
         # Inference mode, not just no_grad: a few percent off every op, which small models feel.
         with torch.inference_mode():
             videos = TASK_FUNCTIONS[req.task](job)
-        metadata = self.metadata(req, prep.geometry, prep.steps, prep.guidance, prep.sampler)
+        metadata = self.metadata(req, prep)
         if prep.inputs.notes:
             metadata["notes"] = list(prep.inputs.notes)
         return GenerationResult(videos, prep.geometry.fps, metadata, job.last_latent)
@@ -470,7 +479,7 @@ class Pipeline:
         canvas = edit(g.latent, up[0], strength, self.backend.patch)
         latent = job.sample(canvas, [req.seed + i for i in range(req.batch)], up.shape[0])
         videos = job.decode(latent)
-        metadata = self.metadata(req, g, prep.steps, prep.guidance, prep.sampler)
+        metadata = self.metadata(req, prep)
         metadata["finalized_from_draft"] = {
             "strength": strength,
             "draft_latent_shape": list(draft_latent.shape),
@@ -480,20 +489,20 @@ class Pipeline:
     def _window_seconds(self, g: Geometry) -> float:
         return round((1 + (WINDOW_LATENTS - 1) * self.backend.time_factor) / g.fps, 2)
 
-    def metadata(
-        self, req: GenerateRequest, geometry: Geometry, steps: int, guidance: Guidance, sampler: str
-    ) -> dict:
+    def metadata(self, req: GenerateRequest, prep: Prepared) -> dict:
         """Everything needed to reproduce the output (`cinegen generate --from out.json`)."""
+        geometry, guidance = prep.geometry, prep.guidance
         request = req.to_dict() | {
             "width": geometry.width,
             "height": geometry.height,
             "frames": geometry.frames,
             "fps": geometry.fps,
-            "steps": steps,
+            "steps": prep.steps,
             "guidance": guidance.text,
             "image_guidance": guidance.condition,
             "guidance_min_t": guidance.min_t,
-            "sampler": sampler,
+            "sampler": prep.sampler,
+            "context_t_floor": prep.context_t_floor,
             "aspect": None,
             "size": None,
             "seconds": None,
@@ -619,12 +628,16 @@ class _Job:
         prompt: str | None = None,
         anchor: np.ndarray | None = None,
         window0: int = 1,
+        generated: bool = False,
     ) -> np.ndarray:
         """`video` followed by `new_frames` more, in windows that each know the recent past.
 
         Each window encodes `1 + f·k` context frames (the last frames; with `anchor`, the anchor
         frame then the last `f·k`) as k + 1 known latent frames and generates the rest: the causal
         VAE makes latent 0 a one-frame latent, as in training, so the anchor fits exactly there.
+        A context of generated frames (`generated` video, or any window after the first) is given
+        at the noise level `context_t_floor`: a model trained with `context_noise` then treats it as
+        a little off and continues it, instead of copying and compounding its errors.
         """
         k = min(CONTEXT_LATENTS, (len(video) - 1) // self.f)
         n_max = WINDOW_LATENTS - k - 1
@@ -636,7 +649,8 @@ class _Job:
             known = self.encode(context)
             shape = (k + 1 + n, *known.shape[2:])
             known = torch.cat([known, known.new_zeros(known.shape[0], n, *known.shape[2:])], dim=1)
-            canvas = keep_frames(shape, known, list(range(k + 1)), self.patch)
+            t_floor = self.prep.context_t_floor if generated or w > window0 else 0.0
+            canvas = keep_frames(shape, known, list(range(k + 1)), self.patch, t_floor)
             frames = self.decode(self.sample(canvas, [self.window_seed(seed, w)], prompt=prompt))[0]
             frames = carry_detail(frames, {self.f * k: recent[-1]})
             new = frames[1 + self.f * k :][:new_frames]
@@ -787,7 +801,7 @@ def long_video(job: _Job, prompt: str, frames: int, seed: int) -> np.ndarray:
     first = carry_detail(first, given_images(job, len(first)))
     if len(first) >= frames:
         return first[:frames]
-    return job.continue_forward(first, frames - len(first), seed, prompt=prompt, anchor=first[0])
+    return job.continue_forward(first, frames - len(first), seed, prompt=prompt, anchor=first[0], generated=True)
 
 
 def storyboard(job: _Job, seed: int) -> np.ndarray:

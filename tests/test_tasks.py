@@ -186,6 +186,28 @@ def test_long_video_runs_in_bounded_windows(pipe):
     assert len(spy.shapes) > 3 * pipe.defaults.steps  # several windows
 
 
+class TimeSpy(Spy):
+    """Records the noise level of the first token (a known one in a forward extension) per call."""
+
+    def velocity(self, latent, t_tokens, context):
+        self.shapes.append(float(t_tokens.reshape(t_tokens.shape[0], -1)[:, 0].max()))
+        return self.backend.velocity(latent, t_tokens, context)
+
+
+def test_windows_after_the_first_see_their_generated_context_at_the_context_t_floor(pipe, clips):
+    spy = TimeSpy(pipe.backend)
+    extending = Pipeline(spy, pipe.defaults, pipe.model_name)
+    req = GenerateRequest("a red ball", task="extend", video=str(clips / "a.mp4"), seconds=4, context_t_floor=0.2)
+    out = extending.run(req)
+    steps = pipe.defaults.steps
+    assert len(spy.shapes) >= 3 * steps  # three windows or more
+    assert spy.shapes[:steps] == [0.0] * steps  # the user's own frames: exact
+    assert spy.shapes[steps:] == pytest.approx([0.2] * (len(spy.shapes) - steps))  # generated ones
+    assert out.metadata["request"]["context_t_floor"] == 0.2
+    with pytest.raises(UserError, match="context t floor 1.0"):
+        pipe.run(GenerateRequest("a red ball", task="extend", video=str(clips / "a.mp4"), context_t_floor=1.0))
+
+
 def test_storyboard_concatenates_shots(pipe):
     shots = [{"prompt": "a red ball", "seconds": 1}, {"prompt": "a blue square", "seconds": 2}]
     out = pipe.run(GenerateRequest("", storyboard=shots)).frames

@@ -51,8 +51,9 @@ def colors(frames: np.ndarray, fps: float) -> set[str]:
 
 
 class Bench:
-    def __init__(self, pipe: Pipeline, folder: Path, seed: int, context_t_floor: float | None = None):
-        self.pipe, self.folder, self.seed, self.context_t_floor = pipe, folder, seed, context_t_floor
+    def __init__(self, pipe: Pipeline, folder: Path, seed: int, **request_fields):
+        self.pipe, self.folder, self.seed = pipe, folder, seed
+        self.request_fields = request_fields  # for every request, e.g. image_guidance
         d = pipe.defaults
         self.w, self.h, self.fps = d.width, d.height, d.fps
 
@@ -66,7 +67,7 @@ class Bench:
         return clip, path
 
     def run(self, **fields) -> tuple[np.ndarray, float]:
-        req = GenerateRequest(seed=self.seed, context_t_floor=self.context_t_floor, **fields)
+        req = GenerateRequest(seed=self.seed, **(self.request_fields | fields))
         started = time.perf_counter()
         frames = self.pipe.run(req).frames
         return frames, time.perf_counter() - started
@@ -223,13 +224,15 @@ def main() -> None:
     ap.add_argument("--events", action="store_true", help="also occlusion / trail / eating captions")
     ap.add_argument("--context-t-floor", type=float, default=None,
                     help="noise level of generated context frames in later windows (default: the model's)")
+    ap.add_argument("--image-guidance", type=float, default=None, help="guidance on the given frames (default 1)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     pipe = Pipeline.load(args.model, device="cpu")
     all_captions = [c for c in HELDOUT.read_text().splitlines() if c.strip()]
     captions = all_captions[: args.clips]
     with tempfile.TemporaryDirectory() as tmp:
-        bench = Bench(pipe, Path(tmp), args.seed, args.context_t_floor)
+        bench = Bench(pipe, Path(tmp), args.seed, context_t_floor=args.context_t_floor,
+                      image_guidance=args.image_guidance)
         for task in filter(None, args.tasks.split(",")):
             for i, caption in enumerate(captions):
                 fn = {

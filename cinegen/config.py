@@ -124,6 +124,7 @@ class DataConfig:
     sizes: tuple[tuple[int, int], ...] = ((96, 96), (128, 64), (64, 128), (112, 80), (80, 112))
     latent_frames: tuple[int, ...] = (1, 2, 3, 4, 5)  # video frames = 1 + 4 (k - 1)
     fps: tuple[float, ...] = (8.0, 12.0, 16.0, 24.0)
+    max_seconds: float = 4.0  # (size, length, fps) buckets longer than this are left out
     max_objects: int = 1
     events: bool = False
     camera: bool = False

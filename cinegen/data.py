@@ -35,16 +35,18 @@ class Bucket:
         return 1 + (self.latent_frames - 1) * time_factor
 
 
-def make_buckets(cfg: DataConfig, time_factor: int, max_seconds: float = 4.0) -> list[Bucket]:
-    """Every (size, length, fps) whose duration is at most `max_seconds`."""
+def make_buckets(cfg: DataConfig, time_factor: int) -> list[Bucket]:
+    """Every (size, length, fps) whose duration is at most `cfg.max_seconds`."""
     buckets = [
         Bucket(w, h, k, fps)
         for (w, h) in cfg.sizes
         for k in cfg.latent_frames
         for fps in cfg.fps
-        if (1 + (k - 1) * time_factor) / fps <= max_seconds
+        if (1 + (k - 1) * time_factor) / fps <= cfg.max_seconds
     ]
-    assert buckets, f"no bucket fits {max_seconds} s"
+    if not buckets:
+        raise UserError(f"no clip of latent_frames {list(cfg.latent_frames)} at fps {list(cfg.fps)} "
+                        f"lasts at most max_seconds = {cfg.max_seconds:g}")
     return buckets
 
 

@@ -3,16 +3,18 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from cinegen.config import MODEL_PRESETS, DataConfig, TrainConfig
-from cinegen.data import LatentCache
+from cinegen.data import LatentCache, make_buckets
+from cinegen.errors import UserError
 from cinegen.pipeline import GenerateRequest, Pipeline
 from cinegen.text import TextEmbedding
-from cinegen.train import CHECKPOINT, denoiser_loss, learning_rate, train
+from cinegen.train import CHECKPOINT, STAGES, denoiser_loss, learning_rate, train
 
 TINY_DATA = DataConfig(sizes=((32, 32), (48, 32)), latent_frames=(1, 2), fps=(8.0,), caption_pool=12, heldout="")
 
@@ -305,3 +307,21 @@ def test_context_noise_gives_known_tokens_a_small_t_in_half_the_clips(tmp_path):
     noisy = seen[0.3][known]
     assert known.any() and (noisy <= 0.3).all() and (noisy > 0).any() and (noisy == 0).any()
     torch.testing.assert_close(seen[0.3][~known], seen[0.0][~known])
+
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_shipped_config_loads_and_has_buckets(path):
+    cfg = TrainConfig.load(path)
+    assert cfg.stage in STAGES and cfg.model in MODEL_PRESETS
+    buckets = make_buckets(cfg.data, MODEL_PRESETS[cfg.model].autoencoder.time_factor)
+    assert {b.latent_frames for b in buckets} == set(cfg.data.latent_frames)  # every length fits max_seconds
+
+
+def test_buckets_leave_out_clips_longer_than_max_seconds():
+    data = dataclasses.replace(TINY_DATA, latent_frames=(1, 5), fps=(8.0,), max_seconds=1.0)
+    assert {b.latent_frames for b in make_buckets(data, 4)} == {1}  # 17 frames at 8 fps = 2.1 s
+    with pytest.raises(UserError, match="max_seconds = 0.05"):
+        make_buckets(dataclasses.replace(data, max_seconds=0.05), 4)

@@ -11,7 +11,7 @@ from cinegen.canvas import edit, pixel_mask_to_tokens
 from cinegen.cli import main
 from cinegen.errors import UserError
 from cinegen.media import read_video, write_video
-from cinegen.pipeline import WINDOW_LATENTS, GenerateRequest, Pipeline, draft_size
+from cinegen.pipeline import LONG_WINDOW_LATENTS, GenerateRequest, Pipeline, draft_size
 from cinegen.sampling import FlowEdit, sample
 
 
@@ -182,8 +182,8 @@ def test_long_video_runs_in_bounded_windows(pipe):
     long = Pipeline(spy, pipe.defaults, pipe.model_name)
     out = long.run(GenerateRequest("a red ball moves right", seconds=10)).frames
     assert len(out) == 81
-    assert max(s[2] for s in spy.shapes) == WINDOW_LATENTS  # never more than one window at once
-    assert len(spy.shapes) > 3 * pipe.defaults.steps  # several windows
+    assert max(s[2] for s in spy.shapes) == LONG_WINDOW_LATENTS  # never more than one window at once
+    assert len(spy.shapes) >= 3 * pipe.defaults.steps  # several windows
 
 
 class TimeSpy(Spy):

@@ -81,8 +81,9 @@ class SamplingDefaults:
     # Guidance only while t >= this (0 = every step, as the open models' own pipelines do).
     guidance_min_t: float = 0.0
     sampler: str = "euler"
-    # Noise level given to the generated frames that a long video's later windows continue; a
-    # model trained with context_noise (config.py, TrainConfig) wants about the middle of its range.
+    # Noise level given to the generated frames that a long video's later windows continue, for a
+    # model trained with TrainConfig.context_noise. 0 (exact) scored best for the shipped model;
+    # 0.1 and 0.15 did not help (docs/tasks.md, "Long video and storyboards").
     context_t_floor: float = 0.0
     width: int = 96
     height: int = 96

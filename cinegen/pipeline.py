@@ -39,13 +39,14 @@ TASKS = ("generate", "edit", "extend", "connect", "loop")
 MIN_SIDE, MAX_SIDE = 16, 1920
 MAX_SECONDS = 600.0
 MAX_FPS = 60.0
-# One canvas covers at most this many latent frames: the longest clips the default model trains
-# on (configs/tiny.toml, data.latent_frames). Longer videos are made in windows of this length,
-# each knowing CONTEXT_LATENTS latent frames of the recent past plus one anchor frame.
+# A plain clip is one canvas of at most this many latent frames: the longest clips the default
+# model trains on (configs/tiny.toml, data.latent_frames). Extension adds frames in windows of this
+# length, each knowing CONTEXT_LATENTS latent frames of the recent past.
 WINDOW_LATENTS = 5  # the longest clip (in latent frames) the default model was trained on
-# Long videos go in longer windows: a minute at 8 fps takes 20 of them instead of 60, so the
-# errors of generated context compound fewer times. On 16 held-out captions this kept adherence
-# 0.375 in the last 10 s against 0 (benchmarks/results/stop14/README.md, "One minute").
+# Longer videos go in longer windows, each knowing the recent past plus one anchor frame: a minute
+# at 8 fps takes 20 of them instead of 60, so the errors of generated context compound fewer
+# times. On 16 held-out captions adherence in the last 10 s was 0.38 against 0.06 with windows
+# of 5 (benchmarks/results/stop14/README.md, "One minute").
 LONG_WINDOW_LATENTS = 9
 CONTEXT_LATENTS = 2
 CONNECT_CONTEXT_LATENTS = 1  # each side of a transition; a short context leaves room to generate

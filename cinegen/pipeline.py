@@ -39,14 +39,15 @@ TASKS = ("generate", "edit", "extend", "connect", "loop")
 MIN_SIDE, MAX_SIDE = 16, 1920
 MAX_SECONDS = 600.0
 MAX_FPS = 60.0
-# A plain clip is one canvas of at most this many latent frames: the longest clips the default
-# model trains on (configs/tiny.toml, data.latent_frames). Extension adds frames in windows of this
-# length, each knowing CONTEXT_LATENTS latent frames of the recent past.
-WINDOW_LATENTS = 5  # the longest clip (in latent frames) the default model was trained on
-# Longer videos go in longer windows, each knowing the recent past plus one anchor frame: a minute
-# at 8 fps takes 20 of them instead of 60, so the errors of generated context compound fewer
-# times. On 16 held-out captions adherence in the last 10 s was 0.38 against 0.06 with windows
-# of 5 (benchmarks/results/stop14/README.md, "One minute").
+# The longest clip (in latent frames) the default model trained on (configs/tiny.toml,
+# data.latent_frames). Extension adds frames in windows of this length, each knowing
+# CONTEXT_LATENTS latent frames of the recent past.
+WINDOW_LATENTS = 5
+# A clip of up to this many latent frames is one canvas; longer videos go in windows of this
+# length, each knowing the recent past plus one anchor frame. A minute at 8 fps then takes 20
+# windows instead of 60, so the errors of generated context compound fewer times: on 16 held-out
+# captions adherence in the last 10 s was 0.38 against 0.06 with windows of 5, and 4 s clips
+# scored 0.56 as one canvas against 0.44 in windows of 5 (benchmarks/results/stop14/README.md).
 LONG_WINDOW_LATENTS = 9
 CONTEXT_LATENTS = 2
 CONNECT_CONTEXT_LATENTS = 1  # each side of a transition; a short context leaves room to generate
@@ -433,7 +434,7 @@ class Pipeline:
         if req.task != "generate" or req.storyboard is not None:
             raise UserError("--draft works with plain generate only (no storyboard, no other task)")
         g = self.validate(dataclasses.replace(req, draft=False))
-        if g.latent[0] > WINDOW_LATENTS:
+        if g.latent[0] > LONG_WINDOW_LATENTS:
             raise UserError(f"--draft works for clips up to {self._window_seconds(g):g} s at {g.fps:g} fps")
         width, height = draft_size(g.width, g.height, self.backend.size_multiple)
         steps = self._settings(req)[0]
@@ -492,7 +493,7 @@ class Pipeline:
         return GenerationResult(videos, g.fps, metadata, latent.cpu())
 
     def _window_seconds(self, g: Geometry) -> float:
-        return round((1 + (WINDOW_LATENTS - 1) * self.backend.time_factor) / g.fps, 2)
+        return round((1 + (LONG_WINDOW_LATENTS - 1) * self.backend.time_factor) / g.fps, 2)
 
     def metadata(self, req: GenerateRequest, prep: Prepared) -> dict:
         """Everything needed to reproduce the output (`cinegen generate --from out.json`)."""
@@ -750,7 +751,7 @@ def task_generate(job: _Job) -> list[np.ndarray]:
     if job.prep.shots is not None:
         return [storyboard(job, job.req.seed + i) for i in range(job.req.batch)]
     g, inputs = job.g, job.inputs
-    if g.latent[0] <= WINDOW_LATENTS:
+    if g.latent[0] <= LONG_WINDOW_LATENTS:
         job.passes(1)
         latent = job.sample(
             first_window_canvas(job, g.latent),

@@ -633,7 +633,6 @@ class _Job:
         seed: int,
         prompt: str | None = None,
         anchor: np.ndarray | None = None,
-        window0: int = 1,
         generated: bool = False,
         window: int = WINDOW_LATENTS,
     ) -> np.ndarray:
@@ -648,7 +647,7 @@ class _Job:
         """
         k = min(CONTEXT_LATENTS, (len(video) - 1) // self.f)
         n_max = window - k - 1
-        out, w = [video], window0
+        out, w = [video], 1
         recent = video[-1 - self.f * k :]
         while new_frames > 0:
             context = recent if anchor is None else np.concatenate([anchor[None], recent[1:]])
@@ -656,7 +655,7 @@ class _Job:
             known = self.encode(context)
             shape = (k + 1 + n, *known.shape[2:])
             known = torch.cat([known, known.new_zeros(known.shape[0], n, *known.shape[2:])], dim=1)
-            t_floor = self.prep.context_t_floor if generated or w > window0 else 0.0
+            t_floor = self.prep.context_t_floor if generated or w > 1 else 0.0
             canvas = keep_frames(shape, known, list(range(k + 1)), self.patch, t_floor)
             frames = self.decode(self.sample(canvas, [self.window_seed(seed, w)], prompt=prompt))[0]
             frames = carry_detail(frames, {self.f * k: recent[-1]})

@@ -189,8 +189,12 @@ def test_long_video_runs_in_bounded_windows(pipe):
 class TimeSpy(Spy):
     """Records the noise level of the first token (a known one in a forward extension) per call."""
 
+    def __init__(self, backend):
+        super().__init__(backend)
+        self.first_token_t = []
+
     def velocity(self, latent, t_tokens, context):
-        self.shapes.append(float(t_tokens.reshape(t_tokens.shape[0], -1)[:, 0].max()))
+        self.first_token_t.append(float(t_tokens.reshape(t_tokens.shape[0], -1)[:, 0].max()))
         return self.backend.velocity(latent, t_tokens, context)
 
 
@@ -199,10 +203,10 @@ def test_windows_after_the_first_see_their_generated_context_at_the_context_t_fl
     extending = Pipeline(spy, pipe.defaults, pipe.model_name)
     req = GenerateRequest("a red ball", task="extend", video=str(clips / "a.mp4"), seconds=4, context_t_floor=0.2)
     out = extending.run(req)
-    steps = pipe.defaults.steps
-    assert len(spy.shapes) >= 3 * steps  # three windows or more
-    assert spy.shapes[:steps] == [0.0] * steps  # the user's own frames: exact
-    assert spy.shapes[steps:] == pytest.approx([0.2] * (len(spy.shapes) - steps))  # generated ones
+    steps, seen = pipe.defaults.steps, spy.first_token_t
+    assert len(seen) >= 3 * steps  # three windows or more
+    assert seen[:steps] == [0.0] * steps  # the user's own frames: exact
+    assert seen[steps:] == pytest.approx([0.2] * (len(seen) - steps))  # generated ones
     assert out.metadata["request"]["context_t_floor"] == 0.2
     with pytest.raises(UserError, match="context t floor 1.0"):
         pipe.run(GenerateRequest("a red ball", task="extend", video=str(clips / "a.mp4"), context_t_floor=1.0))

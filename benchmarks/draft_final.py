@@ -32,6 +32,9 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=None)
     ap.add_argument("--height", type=int, default=None)
     ap.add_argument("--strength", type=float, default=FINALIZE_STRENGTH, help="finalize's re-noise level")
+    ap.add_argument("--anchor-until", type=float, default=0.0,
+                    help="keep the draft's low frequencies while t >= this (1: never)")
+    ap.add_argument("--draft-steps", type=int, default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
     pipe = Pipeline.load(args.model, device="cpu")
@@ -39,7 +42,7 @@ def main() -> None:
     for caption in [c for c in HELDOUT.read_text().splitlines() if c.strip()][: args.clips]:
         req = GenerateRequest(caption, width=args.width, height=args.height, seed=0)
         draft, t_draft = timed(pipe.draft, req)
-        final, t_final = timed(pipe.finalize, req, draft.latents, args.strength)
+        final, t_final = timed(pipe.finalize, req, draft.latents, args.strength, args.anchor_until)
         _, t_full = timed(pipe.run, req)
         psnr = task_metrics(final.frames, final.fps, "draft", draft.frames)["draft_psnr"]
         print(
@@ -48,6 +51,7 @@ def main() -> None:
                     "benchmark": "draft_final",
                     "caption": caption,
                     "strength": args.strength,
+                    "anchor_until": args.anchor_until,
                     "draft_size": list(draft.frames.shape[1:3]),
                     "final_size": list(final.frames.shape[1:3]),
                     "draft_s": round(t_draft, 3),

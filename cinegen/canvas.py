@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
+import torch.nn.functional as F
 
 from cinegen.errors import UserError
 
@@ -29,6 +30,11 @@ class Canvas:
     # for checkpoints that take the image itself besides its latent (Wan image-to-video: its CLIP
     # image encoder, and a condition latent encoded from the given frames among blank ones).
     images: dict[int, torch.Tensor] | None = None
+    # A low-resolution latent (C, T, h, w) the result must match once downsampled to (h, w), kept
+    # while t >= anchor_until: draft → final (ILVR, Choi et al., arXiv 2108.02938). The final adds
+    # detail above the draft's resolution and keeps what the draft drew below it.
+    anchor: torch.Tensor | None = None
+    anchor_until: float = 0.0
 
     def __post_init__(self) -> None:
         t, h, w = self.shape
@@ -43,6 +49,10 @@ class Canvas:
         if self.known is not None:
             assert tuple(self.known.shape[1:]) == self.shape, (
                 f"known {tuple(self.known.shape)} != {self.shape}"
+            )
+        if self.anchor is not None:
+            assert self.anchor.shape[1] == t and self.anchor.shape[2] <= h and self.anchor.shape[3] <= w, (
+                f"anchor {tuple(self.anchor.shape)} does not fit {self.shape}"
             )
         if not 0.0 < self.strength <= 1.0:
             raise UserError(f"strength {self.strength} is outside (0, 1]")
@@ -94,6 +104,13 @@ def keep_region(shape, known: torch.Tensor, region: torch.Tensor, patch: int = 2
 def edit(shape, source: torch.Tensor, strength: float, patch: int = 2) -> Canvas:
     """SDEdit (Meng et al., arXiv 2108.01073): start from the source noised to t = strength."""
     return Canvas(shape, patch, init=source, strength=strength)
+
+
+def finish_draft(shape, draft: torch.Tensor, strength: float, patch: int = 2, anchor_until: float = 0.0) -> Canvas:
+    """Draft → final: an SDEdit of the draft's latent (C, T, h, w) upsampled to `shape`, whose
+    low frequencies stay the draft's while t >= `anchor_until`."""
+    up = F.interpolate(draft[None].float(), size=shape, mode="trilinear", align_corners=False)[0]
+    return Canvas(shape, patch, init=up, strength=strength, anchor=draft.float(), anchor_until=anchor_until)
 
 
 def loop(shape, patch: int = 2, source: torch.Tensor | None = None, strength: float = 1.0) -> Canvas:

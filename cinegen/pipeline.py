@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import cinegen
 from cinegen import inputs as inputs_mod
@@ -22,6 +21,7 @@ from cinegen.backends import Backend
 from cinegen.canvas import (
     Canvas,
     edit,
+    finish_draft,
     keep_ends,
     keep_frames,
     loop,
@@ -57,6 +57,7 @@ TASK_SECONDS = {"extend": 2.0, "connect": 1.0}  # default --seconds: the added p
 EDIT_STRENGTH = 0.6
 DRAFT_MIN_SIDE = 64  # the smallest side the default model trained on
 FINALIZE_STRENGTH = 0.6  # draft → final re-noise level (DESIGN.md: t ≈ 0.5–0.7)
+DRAFT_STEP_DIVISOR = 4  # the draft runs this many times fewer steps than the final
 # `loop --video`: the bridge back to the start as a share of the clip: long enough that objects can
 # travel back to where they started without a jump inside the bridge.
 LOOP_BRIDGE_SHARE = 0.5
@@ -448,12 +449,13 @@ class Pipeline:
             fps=g.fps,
             width=width,
             height=height,
-            steps=max(2, steps // 4),
+            steps=max(2, steps // DRAFT_STEP_DIVISOR),
         )
         result = self.run(small, progress, show_progress)
         result.metadata["draft"] = {
             "final": {"width": g.width, "height": g.height, "steps": steps},
             "strength": FINALIZE_STRENGTH,
+            "anchor_until": 0.0,
         }
         return result
 
@@ -462,10 +464,16 @@ class Pipeline:
         req: GenerateRequest,
         draft_latent: torch.Tensor,
         strength: float = FINALIZE_STRENGTH,
+        anchor_until: float = 0.0,
         progress: Callable[[int, int], None] | None = None,
         show_progress: bool = False,
     ) -> GenerationResult:
-        """Full resolution from a draft: upsample its latent, re-noise to `strength`, finish (SDEdit)."""
+        """Full resolution from a draft: upsample its latent, re-noise to `strength`, finish (SDEdit),
+        keeping the draft's own frequencies while t >= `anchor_until` (`canvas.finish_draft`)."""
+        if not 0.0 < strength <= 1.0:
+            raise UserError(f"strength {strength:g} is outside (0, 1]")
+        if not 0.0 <= anchor_until <= 1.0:
+            raise UserError(f"anchor-until {anchor_until:g} is outside [0, 1]")
         req = dataclasses.replace(req, draft=False, aspect=None, size=None)
         prep = self.prepare(req)
         g = prep.geometry
@@ -478,16 +486,16 @@ class Pipeline:
                 f"draft latent {tuple(draft_latent.shape)} does not fit this model and a clip of "
                 f"{g.latent[0]} latent frames"
             )
-        up = F.interpolate(draft_latent.float(), size=g.latent, mode="trilinear", align_corners=False)
         job = _Job(self, req, prep, _Steps(progress), show_progress)
         job.steps = max(1, round(prep.steps * strength))  # only the part of the schedule below `strength`
         job.steps_counter.total = job.steps
-        canvas = edit(g.latent, up[0], strength, self.backend.patch)
-        latent = job.sample(canvas, [req.seed + i for i in range(req.batch)], up.shape[0])
+        canvas = finish_draft(g.latent, draft_latent[0], strength, self.backend.patch, anchor_until)
+        latent = job.sample(canvas, [req.seed + i for i in range(req.batch)], draft_latent.shape[0])
         videos = job.decode(latent)
         metadata = self.metadata(req, prep)
         metadata["finalized_from_draft"] = {
             "strength": strength,
+            "anchor_until": anchor_until,
             "draft_latent_shape": list(draft_latent.shape),
         }
         return GenerationResult(videos, g.fps, metadata, latent.cpu())

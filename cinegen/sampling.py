@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from cinegen.canvas import Canvas
@@ -195,6 +196,14 @@ def sample(
         )
         return torch.roll(v, -k, dims=2)
 
+    def anchored(x0: torch.Tensor) -> torch.Tensor:
+        """The clean estimate with its low frequencies replaced by the anchor's. (One correction:
+        downsampling after upsampling blurs, so it undershoots on the finest scale of the draft,
+        but iterating it over-sharpened real drafts: 23.8 dB against them, not 25.1.)"""
+        low = F.interpolate(x0, size=anchor.shape[-3:], mode="area")
+        return x0 + F.interpolate(anchor - low, size=x0.shape[-3:], mode="trilinear", align_corners=False)
+
+    anchor = canvas.anchor.to(noise) if canvas.anchor is not None else None
     bar = tqdm(total=steps, desc="denoising", unit="step", disable=not show_progress, leave=False)
     for i in range(steps):
         t, t_next = schedule[i], schedule[i + 1]
@@ -202,7 +211,12 @@ def sample(
         if sampler == "heun" and t_next > 0:
             # Heun (2nd order): average the slope here and at the Euler prediction.
             v = 0.5 * (v + velocity(x + (t_next - t) * v, t_next, i))
-        x = x + (t_next - t) * v
+        if anchor is not None and t >= canvas.anchor_until:
+            # The Euler step is x_next = (1 − t')·x0 + t'·ε with x0 = x − t·v and ε = x + (1 − t)·v;
+            # the anchor moves x0 only.
+            x = (1 - t_next) * anchored(x - t * v) + t_next * (x + (1 - t) * v)
+        else:
+            x = x + (t_next - t) * v
         bar.update(1)
         if progress is not None:
             progress(i + 1, steps)

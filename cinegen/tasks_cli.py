@@ -98,7 +98,7 @@ def read_draft_state(path: str) -> tuple[dict, object]:
 
 def cmd_finalize(args: argparse.Namespace) -> int:
     from cinegen.media import check_output_path, write_sidecar, write_video
-    from cinegen.pipeline import GenerateRequest, Pipeline
+    from cinegen.pipeline import FINALIZE_STRENGTH, GenerateRequest, Pipeline
 
     output = check_output_path(args.output)
     record, latent = read_draft_state(args.draft)
@@ -107,9 +107,10 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     req.batch = 1
     pipe = Pipeline.load(args.model, device=args.device, dtype=args.dtype, **memory_options(args))
     started = time.perf_counter()
-    result = pipe.finalize(
-        req, latent[:1], record["draft"].get("strength", 0.6), show_progress=not args.quiet
-    )
+    state = record["draft"]
+    strength = args.strength if args.strength is not None else state.get("strength", FINALIZE_STRENGTH)
+    anchor_until = args.anchor_until if args.anchor_until is not None else state.get("anchor_until", 0.0)
+    result = pipe.finalize(req, latent[:1], strength, anchor_until, show_progress=not args.quiet)
     seconds = time.perf_counter() - started
     result.metadata["finalize_seconds"] = round(seconds, 3)
     write_video(output, result.frames, result.fps, result.metadata)
@@ -177,5 +178,11 @@ def add_commands(sub) -> None:
     f.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     f.add_argument("--dtype", default="auto", help="auto | fp32 | bf16 | fp16")
     f.add_argument("-o", "--output", default="final.mp4", help="output file: .mp4 .webm .gif .png .jpg")
+    f.add_argument("--strength", type=float, default=None,
+                   help="noise level the draft is re-noised to, in (0, 1] (default: the draft's, 0.6); "
+                        "higher redraws more")
+    f.add_argument("--anchor-until", type=float, default=None, metavar="T",
+                   help="keep what the draft drew at its own resolution while the noise level is at least T, "
+                        "in [0, 1] (default 0: to the end; 1: not at all)")
     f.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=cmd_finalize)

@@ -10,12 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 pytest.importorskip("diffusers")
 
 from cinegen.backends.tiny import save_tiny  # noqa: E402
-from cinegen.canvas import Canvas, edit, keep_frames, keep_region, loop, text_to_video  # noqa: E402
+from cinegen.canvas import Canvas, edit, finish_draft, keep_frames, keep_region, loop, text_to_video  # noqa: E402
 from cinegen.errors import UserError  # noqa: E402
 from cinegen.pipeline import GenerateRequest, Pipeline  # noqa: E402
 from cinegen.sampling import Guidance, sample  # noqa: E402
@@ -159,13 +158,13 @@ def test_long_video_windows_share_their_overlap(pipe):
 
 
 def test_draft_then_final(pipe):
-    """Draft at half size, upsample the latent, re-noise to t = 0.6 and finish at full size."""
+    """Draft at half size, upsample the latent, re-noise to t = 0.6 and finish at full size, anchored
+    to the draft."""
     b = pipe.backend
     small = latent_shape(pipe, 5, size=max(32, b.size_multiple))
     draft = run(pipe, text_to_video(small, patch=b.patch), steps=2)
     full = (small[0], small[1] * 2, small[2] * 2)
-    up = F.interpolate(draft, size=full, mode="trilinear")[0]
-    final = run(pipe, edit(full, up, 0.6, patch=b.patch), steps=2)
+    final = run(pipe, finish_draft(full, draft[0], 0.6, patch=b.patch), steps=2)
     assert final.shape[2:] == full
 
 

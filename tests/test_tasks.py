@@ -241,7 +241,7 @@ def test_draft_size_is_half_with_a_64_px_floor():
     assert draft_size(48, 48, 16) == (48, 48)  # never larger than the final
 
 
-def test_draft_then_finalize_cli(tiny_model_dir, tmp_path):
+def test_draft_then_finalize_cli(tiny_model_dir, tmp_path, capsys):
     draft = tmp_path / "draft.mp4"
     assert (
         main(
@@ -283,6 +283,11 @@ def test_draft_then_finalize_cli(tiny_model_dir, tmp_path):
         == 0
     )
     assert read_video(final)[0].shape == (5, 96, 160, 3)
+    assert json.loads(final.with_suffix(".json").read_text())["finalized_from_draft"]["anchor_until"] == 0.0
+    bad = tmp_path / "bad.mp4"
+    args = ["finalize", str(draft.with_suffix(".json")), "--anchor-until", "1.5", "--model", str(tiny_model_dir)]
+    assert main([*args, "-o", str(bad), "-q"]) == 2
+    assert "anchor-until 1.5 is outside [0, 1]" in capsys.readouterr().err and not bad.exists()
 
 
 @pytest.mark.parametrize("name", ["edit", "extend", "connect", "loop"])

@@ -1,0 +1,50 @@
+"""Decoders compared on the same generated latents: the first model's DiT samples every clip once,
+and each model's VAE decodes those latents. A decoder-only fine-tune keeps the encoder, so the
+DiT's latents mean the same to all of them, and only the decoding differs. One JSON line per model.
+
+    nice python benchmarks/decoders.py --models weights runs/candidate \
+        --captions-file benchmarks/results/stop10/validation_captions_2.txt --captions 64 --seeds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cinegen.evaluate import evaluate_clip
+from cinegen.pipeline import GenerateRequest, Pipeline, to_uint8
+
+PARTS = ("adherence", "color_right", "shape_right", "size_right", "motion_right", "background_right", "flicker")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", required=True, help="model directories; the first one's DiT samples")
+    parser.add_argument("--captions-file", default=str(Path(__file__).with_name("heldout_captions.txt")))
+    parser.add_argument("--captions", type=int, default=64)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--size", type=int, default=96, help="square side; a multiple of 16, so nothing is cropped")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    sampler = Pipeline.load(args.models[0], device="cpu")
+    backends = {m: Pipeline.load(m, device="cpu").backend for m in args.models}
+    captions = [c for c in Path(args.captions_file).read_text().splitlines() if c.strip()][: args.captions]
+    rows: dict[str, list[dict]] = {m: [] for m in args.models}
+    for caption in captions:
+        req = GenerateRequest(caption, width=args.size, height=args.size, seconds=2, fps=8, seed=0, batch=args.seeds)
+        latents = sampler.run(req).latents
+        for model, backend in backends.items():
+            rows[model] += [evaluate_clip(v, 8, caption) for v in to_uint8(backend.decode_latent(latents))]
+    for model, clips in rows.items():
+        means = {k: round(float(np.mean([c[k] for c in clips if c.get(k) is not None])), 4) for k in PARTS}
+        print(json.dumps({"benchmark": "decoders", "model": model, "sampled_by": args.models[0],
+                          "captions_file": args.captions_file, "clips": len(clips), **means}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -302,7 +302,9 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
     step = 0
     ckpt_path = out_dir / CHECKPOINT
     if cfg.init_from and not ckpt_path.is_file():
-        model.load_state_dict(init_weights(cfg.init_from, cfg.stage))
+        fresh = load_matching(model, init_weights(cfg.init_from, cfg.stage))
+        if fresh and rt.main:
+            log(out_dir, {"event": "init_partial", "from": cfg.init_from, "fresh": fresh})
     model.to(rt.device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
@@ -420,6 +422,19 @@ def init_weights(model_dir: str, stage: str) -> dict:
 
     backend = NativeBackend.load(model_dir, torch.device("cpu"), text_encoder=False)
     return (backend.vae if stage == "autoencoder" else backend.dit).state_dict()
+
+
+def load_matching(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load `state` into `model` where the shapes agree, and return the names left at their fresh
+    initialisation: e.g. the latent-facing layers when a model moves to more latent channels.
+    Every name must exist on both sides, so a checkpoint of another architecture still fails."""
+    own = model.state_dict()
+    if set(own) != set(state):
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        raise UserError(f"init_from weights do not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    fresh = [name for name, value in state.items() if value.shape != own[name].shape]
+    model.load_state_dict({name: (own[name] if name in fresh else value) for name, value in state.items()})
+    return fresh
 
 
 def export(run_dir: str | Path, target: str | Path, autoencoder: str | None = None) -> None:

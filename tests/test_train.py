@@ -12,9 +12,10 @@ import torch
 from cinegen.config import MODEL_PRESETS, DataConfig, TrainConfig
 from cinegen.data import LatentCache, make_buckets
 from cinegen.errors import UserError
+from cinegen.models.transformer import SpacetimeDiT
 from cinegen.pipeline import GenerateRequest, Pipeline
 from cinegen.text import TextEmbedding
-from cinegen.train import CHECKPOINT, STAGES, denoiser_loss, learning_rate, train
+from cinegen.train import CHECKPOINT, STAGES, denoiser_loss, learning_rate, load_matching, train
 
 TINY_DATA = DataConfig(sizes=((32, 32), (48, 32)), latent_frames=(1, 2), fps=(8.0,), caption_pool=12, heldout="")
 
@@ -102,6 +103,22 @@ def test_fresh_run_starts_from_a_model_directory(vae_run, tmp_path):
         run = tmp_path / stage
         train(config(run, stage=stage, steps=1, lr=0.0, autoencoder_from=str(vae_run), init_from=str(model_dir)))
         assert_same_weights(weights(run), module.state_dict())
+
+
+def test_init_loads_what_fits_and_names_the_layers_left_fresh():
+    """Moving to more latent channels keeps every layer but the latent-facing ones; a checkpoint
+    of another architecture is refused."""
+    base = MODEL_PRESETS["test"]
+    small = SpacetimeDiT(base.denoiser)
+    wider = SpacetimeDiT(dataclasses.replace(base.denoiser, latent_channels=2 * base.denoiser.latent_channels))
+    before = {k: v.clone() for k, v in wider.state_dict().items()}
+    fresh = load_matching(wider, small.state_dict())
+    assert fresh and all(wider.state_dict()[k].shape != small.state_dict()[k].shape for k in fresh)
+    for name, value in wider.state_dict().items():
+        assert torch.equal(value, before[name] if name in fresh else small.state_dict()[name]), name
+    deeper = SpacetimeDiT(dataclasses.replace(base.denoiser, depth=base.denoiser.depth + 1))
+    with pytest.raises(UserError, match="do not fit"):
+        load_matching(deeper, small.state_dict())
 
 
 def test_export_swaps_a_model_directorys_decoder_for_a_runs(vae_run, tmp_path):

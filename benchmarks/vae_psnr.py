@@ -3,20 +3,30 @@
 Training clips come from seeds derived from the training seed; these use a separate seed
 stream and sizes/lengths beyond the training buckets. One JSON line per size.
 
-    python benchmarks/vae_psnr.py [--model weights | --run runs/tiny-vae-decoder] [--clips 24]
+    python benchmarks/vae_psnr.py [--model weights | --run runs/tiny-vae-decoder] [--clips 24] [--captions 32]
+
+With --captions N, also the round trip of the first N held-out captions' rendered clips (96×96,
+17 frames), scored by the evaluator like generated clips: the ceiling a denoiser on this VAE's
+latents can reach (`quality.py --vae-ceiling` does the same for a model directory).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from cinegen.config import MODEL_PRESETS
 from cinegen.data import to_video
-from cinegen.world import random_scene, render
+from cinegen.evaluate import evaluate_clip
+from cinegen.pipeline import to_uint8
+from cinegen.world import parse_caption, random_scene, render
+
+HELDOUT = Path(__file__).with_name("heldout_captions.txt")
+PARTS = ("adherence", "color_right", "shape_right", "size_right", "motion_right", "background_right", "flicker")
 
 SIZES = ((64, 64, 9), (96, 96, 17), (144, 80, 33))
 
@@ -32,11 +42,13 @@ def main() -> None:
     parser.add_argument("--run", default=None, help="or an autoencoder run directory (its EMA weights)")
     parser.add_argument("--clips", type=int, default=24)
     parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument("--captions", type=int, default=0, help="also score round trips of this many held-out captions")
     args = parser.parse_args()
     if args.run:
-        from cinegen.train import load_autoencoder
+        from cinegen.train import CHECKPOINT, load_autoencoder
 
-        vae = load_autoencoder(args.run, MODEL_PRESETS["tiny"].autoencoder).eval()
+        preset = torch.load(Path(args.run) / CHECKPOINT, map_location="cpu", weights_only=False)["config"]["model"]
+        vae = load_autoencoder(args.run, MODEL_PRESETS[preset].autoencoder).eval()
     else:
         from cinegen.backends.native import NativeBackend
         from cinegen.pipeline import DEFAULT_MODEL_DIR
@@ -54,6 +66,17 @@ def main() -> None:
         print(json.dumps({"benchmark": "vae_psnr_heldout", "width": width, "height": height, "frames": frames,
                           "clips": args.clips, "mean_psnr_db": round(float(np.mean(scores)), 2),
                           "min_psnr_db": round(float(np.min(scores)), 2)}), flush=True)
+    captions = [c for c in HELDOUT.read_text().splitlines() if c.strip()][: args.captions]
+    rows = []
+    for i, caption in enumerate(captions):
+        clip = render(parse_caption(caption), width=96, height=96, fps=8, num_frames=17, seed=1000 * i).frames
+        with torch.no_grad():
+            recon = to_uint8(vae.decode_chunked(vae.encode(to_video(clip)[None])).clamp(-1, 1))[0]
+        rows.append(evaluate_clip(recon, 8, caption))
+    if rows:
+        means = {k: round(float(np.mean([r[k] for r in rows if r.get(k) is not None])), 4) for k in PARTS}
+        print(json.dumps({"benchmark": "vae_round_trip_heldout", "width": 96, "height": 96, "frames": 17,
+                          "captions": len(rows), **means}), flush=True)
 
 
 if __name__ == "__main__":

@@ -108,9 +108,10 @@ def edit(shape, source: torch.Tensor, strength: float, patch: int = 2) -> Canvas
 
 def finish_draft(shape, draft: torch.Tensor, strength: float, patch: int = 2, anchor_until: float = 0.0) -> Canvas:
     """Draft → final: an SDEdit of the draft's latent (C, T, h, w) upsampled to `shape`, whose
-    low frequencies stay the draft's while t >= `anchor_until`."""
+    low frequencies stay the draft's while t >= `anchor_until` (1: never, a plain SDEdit)."""
     up = F.interpolate(draft[None].float(), size=shape, mode="trilinear", align_corners=False)[0]
-    return Canvas(shape, patch, init=up, strength=strength, anchor=draft.float(), anchor_until=anchor_until)
+    anchor = draft.float() if anchor_until < 1.0 else None
+    return Canvas(shape, patch, init=up, strength=strength, anchor=anchor, anchor_until=anchor_until)
 
 
 def loop(shape, patch: int = 2, source: torch.Tensor | None = None, strength: float = 1.0) -> Canvas:

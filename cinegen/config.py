@@ -110,7 +110,7 @@ class ModelConfig:
 MODEL_PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(),
     # The default model with twice the latent channels: a small object is about one latent cell
-    # at 8x, and the 8-channel VAE's round trip already loses a third of shapes (stop 15). The
+    # at 8x, and the 8-channel VAE's round trip already loses a third of shapes (README). The
     # DiT's cost hardly changes; only its input and output projections grow.
     "tiny-c16": ModelConfig(
         autoencoder=AutoencoderConfig(latent_channels=16),

@@ -148,6 +148,8 @@ def test_anchor_keeps_the_drafts_low_frequencies_and_the_models_detail():
     plain = sample(field, Canvas((2, 8, 8), init=start, strength=0.6), noise, ctx, ctx, steps=8)
     anchored = sample(field, finish_draft((2, 8, 8), draft, 0.6), noise, ctx, ctx, steps=8)
     torch.testing.assert_close(plain, target, atol=1e-4, rtol=0)
+    off = sample(field, finish_draft((2, 8, 8), draft, 0.6, anchor_until=1.0), noise, ctx, ctx, steps=8)
+    torch.testing.assert_close(off, plain)
     # Area-down after trilinear-up is a mild blur, not the identity, so the match is close, not exact.
     off_draft = (low(anchored, (2, 4, 4))[0] - draft).abs().mean()
     assert off_draft < 0.3 * (low(plain, (2, 4, 4))[0] - draft).abs().mean()

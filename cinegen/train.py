@@ -302,9 +302,9 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
     step = 0
     ckpt_path = out_dir / CHECKPOINT
     if cfg.init_from and not ckpt_path.is_file():
-        fresh = load_matching(model, init_weights(cfg.init_from, cfg.stage))
-        if fresh and rt.main:
-            log(out_dir, {"event": "init_partial", "from": cfg.init_from, "fresh": fresh})
+        widened = load_init(model, init_weights(cfg.init_from, cfg.stage))
+        if widened and rt.main:
+            log(out_dir, {"event": "init_widened", "from": cfg.init_from, "latent_channels": widened})
     model.to(rt.device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
@@ -424,17 +424,29 @@ def init_weights(model_dir: str, stage: str) -> dict:
     return (backend.vae if stage == "autoencoder" else backend.dit).state_dict()
 
 
-def load_matching(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
-    """Load `state` into `model` where the shapes agree, and return the names left at their fresh
-    initialisation: e.g. the latent-facing layers when a model moves to more latent channels.
-    Every name must exist on both sides, so a checkpoint of another architecture still fails."""
+def latent_channels(state: dict[str, torch.Tensor], patch: int) -> int:
+    """The latent channels a VAE's or a denoiser's weights are for."""
+    if "latent_mean" in state:
+        return state["latent_mean"].numel()
+    return state["patch_embed.weight"].shape[1] // patch**2
+
+
+def load_init(model: nn.Module, state: dict[str, torch.Tensor]) -> list[int] | None:
+    """Load a fresh run's starting weights. From a model with fewer latent channels the model
+    widens itself (`load_narrower`) and this returns [old, new]; any other mismatch is an error."""
     own = model.state_dict()
-    if set(own) != set(state):
-        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        raise UserError(f"init_from weights do not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    fresh = [name for name, value in state.items() if value.shape != own[name].shape]
-    model.load_state_dict({name: (own[name] if name in fresh else value) for name, value in state.items()})
-    return fresh
+    patch = getattr(model.config, "patch_size", 1)
+    old, new = latent_channels(state, patch), latent_channels(own, patch)
+    if set(own) == set(state) and old < new:
+        model.load_narrower(state)
+        return [old, new]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        lines = str(error).splitlines()
+        detail = lines[1].strip() if len(lines) > 1 else lines[0]
+        raise UserError(f"init_from weights do not fit this model: {detail}") from None
+    return None
 
 
 def export(run_dir: str | Path, target: str | Path, autoencoder: str | None = None) -> None:

@@ -12,10 +12,11 @@ import torch
 from cinegen.config import MODEL_PRESETS, DataConfig, TrainConfig
 from cinegen.data import LatentCache, make_buckets
 from cinegen.errors import UserError
+from cinegen.models.autoencoder import CausalVAE
 from cinegen.models.transformer import SpacetimeDiT
 from cinegen.pipeline import GenerateRequest, Pipeline
 from cinegen.text import TextEmbedding
-from cinegen.train import CHECKPOINT, STAGES, denoiser_loss, learning_rate, load_matching, train
+from cinegen.train import CHECKPOINT, STAGES, denoiser_loss, learning_rate, load_init, train
 
 TINY_DATA = DataConfig(sizes=((32, 32), (48, 32)), latent_frames=(1, 2), fps=(8.0,), caption_pool=12, heldout="")
 
@@ -105,20 +106,38 @@ def test_fresh_run_starts_from_a_model_directory(vae_run, tmp_path):
         assert_same_weights(weights(run), module.state_dict())
 
 
-def test_init_loads_what_fits_and_names_the_layers_left_fresh():
-    """Moving to more latent channels keeps every layer but the latent-facing ones; a checkpoint
+def test_init_from_fewer_latent_channels_starts_as_that_model():
+    """Widening to more latent channels preserves the function: the VAE reconstructs as before,
+    the denoiser predicts the old channels as before whatever the new ones hold; a checkpoint
     of another architecture is refused."""
+    torch.manual_seed(0)
     base = MODEL_PRESETS["test"]
-    small = SpacetimeDiT(base.denoiser)
-    wider = SpacetimeDiT(dataclasses.replace(base.denoiser, latent_channels=2 * base.denoiser.latent_channels))
-    before = {k: v.clone() for k, v in wider.state_dict().items()}
-    fresh = load_matching(wider, small.state_dict())
-    assert fresh and all(wider.state_dict()[k].shape != small.state_dict()[k].shape for k in fresh)
-    for name, value in wider.state_dict().items():
-        assert torch.equal(value, before[name] if name in fresh else small.state_dict()[name]), name
+    c = base.autoencoder.latent_channels
+    wide_vae_cfg = dataclasses.replace(base.autoencoder, latent_channels=2 * c)
+    narrow_vae, wide_vae = CausalVAE(base.autoencoder).eval(), CausalVAE(wide_vae_cfg).eval()
+    narrow_vae.latent_std.fill_(2.0)
+    assert load_init(wide_vae, narrow_vae.state_dict()) == [c, 2 * c]
+    video = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(wide_vae.decode(wide_vae.encode(video)), narrow_vae.decode(narrow_vae.encode(video)))
+        assert wide_vae.encode(video)[:, c:].abs().amax() > 0  # the new channels carry features to learn from
+
+    narrow_dit = SpacetimeDiT(base.denoiser)
+    for param in narrow_dit.parameters():  # trained-looking weights: the output layer is not zero
+        param.data.normal_(0, 0.1)
+    wide_dit = SpacetimeDiT(dataclasses.replace(base.denoiser, latent_channels=2 * c))
+    assert load_init(wide_dit, narrow_dit.state_dict()) == [c, 2 * c]
+    latent, t = torch.randn(1, 2 * c, 2, 4, 4), torch.full((1,), 0.5)
+    text = (torch.randn(1, 3, base.denoiser.text_dim), torch.ones(1, 3, dtype=torch.bool))
+    pooled, fps = torch.randn(1, base.denoiser.text_dim), torch.tensor([8.0])
+    with torch.no_grad():
+        wide = wide_dit(latent, t, *text, pooled, fps)
+        torch.testing.assert_close(wide[:, :c], narrow_dit(latent[:, :c], t, *text, pooled, fps))
+        assert wide[:, c:].abs().amax() == 0
+
     deeper = SpacetimeDiT(dataclasses.replace(base.denoiser, depth=base.denoiser.depth + 1))
     with pytest.raises(UserError, match="do not fit"):
-        load_matching(deeper, small.state_dict())
+        load_init(deeper, narrow_dit.state_dict())
 
 
 def test_export_swaps_a_model_directorys_decoder_for_a_runs(vae_run, tmp_path):

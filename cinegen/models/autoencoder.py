@@ -191,6 +191,24 @@ class CausalVAE(nn.Module):
         self.register_buffer("latent_mean", torch.zeros(config.latent_channels))
         self.register_buffer("latent_std", torch.ones(config.latent_channels))
 
+    @torch.no_grad()
+    def load_narrower(self, state: dict[str, torch.Tensor]) -> None:
+        """Start as a VAE with fewer latent channels (function-preserving widening, Net2Net, arXiv
+        1511.05641): its channels come first; the decoder gives the new ones zero weight, so the
+        reconstruction is that VAE's, and the encoder keeps its fresh features for them, so they
+        have something to learn from."""
+        own = self.state_dict()
+        old_c, new_c = state["latent_mean"].numel(), self.config.latent_channels
+        enc_out, dec_in = f"encoder.{len(self.encoder) - 1}.conv", "decoder.0.conv"
+        for name in ("latent_mean", "latent_std"):
+            own[name][:old_c] = state[name]
+        for name in (f"{enc_out}.weight", f"{enc_out}.bias"):  # rows: the means, then the log-variances
+            mean, logvar = state[name].chunk(2)
+            own[name][:old_c], own[name][new_c : new_c + old_c] = mean, logvar
+        own[f"{dec_in}.weight"].zero_()[:, :old_c] = state[f"{dec_in}.weight"]
+        widened = {"latent_mean", "latent_std", f"{enc_out}.weight", f"{enc_out}.bias", f"{dec_in}.weight"}
+        self.load_state_dict({name: own[name] if name in widened else state[name] for name in own})
+
     # -- geometry -----------------------------------------------------------------------
 
     def latent_frames(self, frames: int) -> int:

@@ -151,6 +151,19 @@ class SpacetimeDiT(nn.Module):
         nn.init.zeros_(self.final_modulation[1].weight)
         nn.init.zeros_(self.final.weight)
 
+    @torch.no_grad()
+    def load_narrower(self, state: dict[str, torch.Tensor]) -> None:
+        """Start as a denoiser of fewer latent channels: tokens are flattened channel-major, so that
+        model's channels are the first columns of the patch embedding and the first rows of the
+        output; the new ones get zero weight in and out, and the output is that model's."""
+        own = self.state_dict()
+        old_width = state["patch_embed.weight"].shape[1]
+        own["patch_embed.weight"].zero_()[:, :old_width] = state["patch_embed.weight"]
+        for name in ("final.weight", "final.bias"):
+            own[name].zero_()[:old_width] = state[name]
+        widened = {"patch_embed.weight", "final.weight", "final.bias"}
+        self.load_state_dict({name: own[name] if name in widened else state[name] for name in own})
+
     def token_grid(self, latent_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         t, h, w = latent_shape
         p = self.config.patch_size

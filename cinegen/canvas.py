@@ -56,6 +56,8 @@ class Canvas:
             )
         if not 0.0 < self.strength <= 1.0:
             raise UserError(f"strength {self.strength} is outside (0, 1]")
+        if not 0.0 <= self.anchor_until <= 1.0:
+            raise UserError(f"anchor-until {self.anchor_until:g} is outside [0, 1]")
 
     @property
     def token_grid(self) -> tuple[int, int, int]:

@@ -57,6 +57,7 @@ TASK_SECONDS = {"extend": 2.0, "connect": 1.0}  # default --seconds: the added p
 EDIT_STRENGTH = 0.6
 DRAFT_MIN_SIDE = 64  # the smallest side the default model trained on
 FINALIZE_STRENGTH = 0.6  # draft → final re-noise level (DESIGN.md: t ≈ 0.5–0.7)
+FINALIZE_ANCHOR_UNTIL = 0.0  # the final keeps the draft's low frequencies to the end (canvas.finish_draft)
 DRAFT_STEP_DIVISOR = 4  # the draft runs this many times fewer steps than the final
 # `loop --video`: the bridge back to the start as a share of the clip: long enough that objects can
 # travel back to where they started without a jump inside the bridge.
@@ -455,7 +456,7 @@ class Pipeline:
         result.metadata["draft"] = {
             "final": {"width": g.width, "height": g.height, "steps": steps},
             "strength": FINALIZE_STRENGTH,
-            "anchor_until": 0.0,
+            "anchor_until": FINALIZE_ANCHOR_UNTIL,
         }
         return result
 
@@ -464,16 +465,12 @@ class Pipeline:
         req: GenerateRequest,
         draft_latent: torch.Tensor,
         strength: float = FINALIZE_STRENGTH,
-        anchor_until: float = 0.0,
+        anchor_until: float = FINALIZE_ANCHOR_UNTIL,
         progress: Callable[[int, int], None] | None = None,
         show_progress: bool = False,
     ) -> GenerationResult:
         """Full resolution from a draft: upsample its latent, re-noise to `strength`, finish (SDEdit),
         keeping the draft's own frequencies while t >= `anchor_until` (`canvas.finish_draft`)."""
-        if not 0.0 < strength <= 1.0:
-            raise UserError(f"strength {strength:g} is outside (0, 1]")
-        if not 0.0 <= anchor_until <= 1.0:
-            raise UserError(f"anchor-until {anchor_until:g} is outside [0, 1]")
         req = dataclasses.replace(req, draft=False, aspect=None, size=None)
         prep = self.prepare(req)
         g = prep.geometry

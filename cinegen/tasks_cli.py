@@ -98,7 +98,7 @@ def read_draft_state(path: str) -> tuple[dict, object]:
 
 def cmd_finalize(args: argparse.Namespace) -> int:
     from cinegen.media import check_output_path, write_sidecar, write_video
-    from cinegen.pipeline import FINALIZE_STRENGTH, GenerateRequest, Pipeline
+    from cinegen.pipeline import FINALIZE_ANCHOR_UNTIL, FINALIZE_STRENGTH, GenerateRequest, Pipeline
 
     output = check_output_path(args.output)
     record, latent = read_draft_state(args.draft)
@@ -109,7 +109,7 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     state = record["draft"]
     strength = args.strength if args.strength is not None else state.get("strength", FINALIZE_STRENGTH)
-    anchor_until = args.anchor_until if args.anchor_until is not None else state.get("anchor_until", 0.0)
+    anchor_until = args.anchor_until if args.anchor_until is not None else state.get("anchor_until", FINALIZE_ANCHOR_UNTIL)
     result = pipe.finalize(req, latent[:1], strength, anchor_until, show_progress=not args.quiet)
     seconds = time.perf_counter() - started
     result.metadata["finalize_seconds"] = round(seconds, 3)

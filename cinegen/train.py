@@ -424,19 +424,15 @@ def init_weights(model_dir: str, stage: str) -> dict:
     return (backend.vae if stage == "autoencoder" else backend.dit).state_dict()
 
 
-def latent_channels(state: dict[str, torch.Tensor], patch: int) -> int:
-    """The latent channels a VAE's or a denoiser's weights are for."""
-    if "latent_mean" in state:
-        return state["latent_mean"].numel()
-    return state["patch_embed.weight"].shape[1] // patch**2
-
-
-def load_init(model: nn.Module, state: dict[str, torch.Tensor]) -> list[int] | None:
+def load_init(model: CausalVAE | SpacetimeDiT, state: dict[str, torch.Tensor]) -> list[int] | None:
     """Load a fresh run's starting weights. From a model with fewer latent channels the model
     widens itself (`load_narrower`) and this returns [old, new]; any other mismatch is an error."""
     own = model.state_dict()
-    patch = getattr(model.config, "patch_size", 1)
-    old, new = latent_channels(state, patch), latent_channels(own, patch)
+    new = model.config.latent_channels
+    if "latent_mean" in state:  # a VAE
+        old = state["latent_mean"].numel()
+    else:  # a denoiser: patch_size² values per channel in each token
+        old = state["patch_embed.weight"].shape[1] // model.config.patch_size**2
     if set(own) == set(state) and old < new:
         model.load_narrower(state)
         return [old, new]

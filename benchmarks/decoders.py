@@ -12,13 +12,11 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
+from quality import PARTS, mean_of
 
 from cinegen.evaluate import evaluate_clip
 from cinegen.pipeline import GenerateRequest, Pipeline, to_uint8
-
-PARTS = ("adherence", "color_right", "shape_right", "size_right", "motion_right", "background_right", "flicker")
 
 
 def main() -> None:
@@ -32,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sampler = Pipeline.load(args.models[0], device="cpu")
-    backends = {m: Pipeline.load(m, device="cpu").backend for m in args.models}
+    backends = {m: (sampler if m == args.models[0] else Pipeline.load(m, device="cpu")).backend for m in args.models}
     captions = [c for c in Path(args.captions_file).read_text().splitlines() if c.strip()][: args.captions]
     rows: dict[str, list[dict]] = {m: [] for m in args.models}
     for caption in captions:
@@ -41,9 +39,9 @@ def main() -> None:
         for model, backend in backends.items():
             rows[model] += [evaluate_clip(v, 8, caption) for v in to_uint8(backend.decode_latent(latents))]
     for model, clips in rows.items():
-        means = {k: round(float(np.mean([c[k] for c in clips if c.get(k) is not None])), 4) for k in PARTS}
         print(json.dumps({"benchmark": "decoders", "model": model, "sampled_by": args.models[0],
-                          "captions_file": args.captions_file, "clips": len(clips), **means}), flush=True)
+                          "captions_file": args.captions_file, "clips": len(clips),
+                          **{k: mean_of(clips, k) for k in PARTS}}), flush=True)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ def main() -> None:
     ap.add_argument("--strength", type=float, default=FINALIZE_STRENGTH, help="finalize's re-noise level")
     ap.add_argument("--anchor-until", type=float, default=0.0,
                     help="keep the draft's low frequencies while t >= this (1: never)")
-    ap.add_argument("--draft-steps", type=int, default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
     pipe = Pipeline.load(args.model, device="cpu")

@@ -18,15 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from quality import PARTS, mean_of
 
-from cinegen.config import MODEL_PRESETS
 from cinegen.data import to_video
 from cinegen.evaluate import evaluate_clip
 from cinegen.pipeline import to_uint8
 from cinegen.world import parse_caption, random_scene, render
 
 HELDOUT = Path(__file__).with_name("heldout_captions.txt")
-PARTS = ("adherence", "color_right", "shape_right", "size_right", "motion_right", "background_right", "flicker")
 
 SIZES = ((64, 64, 9), (96, 96, 17), (144, 80, 33))
 
@@ -45,10 +44,9 @@ def main() -> None:
     parser.add_argument("--captions", type=int, default=0, help="also score round trips of this many held-out captions")
     args = parser.parse_args()
     if args.run:
-        from cinegen.train import CHECKPOINT, load_autoencoder
+        from cinegen.train import load_autoencoder
 
-        preset = torch.load(Path(args.run) / CHECKPOINT, map_location="cpu", weights_only=False)["config"]["model"]
-        vae = load_autoencoder(args.run, MODEL_PRESETS[preset].autoencoder).eval()
+        vae = load_autoencoder(args.run).eval()  # as the preset it trained
     else:
         from cinegen.backends.native import NativeBackend
         from cinegen.pipeline import DEFAULT_MODEL_DIR
@@ -74,9 +72,8 @@ def main() -> None:
             recon = to_uint8(vae.decode_chunked(vae.encode(to_video(clip)[None])).clamp(-1, 1))[0]
         rows.append(evaluate_clip(recon, 8, caption))
     if rows:
-        means = {k: round(float(np.mean([r[k] for r in rows if r.get(k) is not None])), 4) for k in PARTS}
         print(json.dumps({"benchmark": "vae_round_trip_heldout", "width": 96, "height": 96, "frames": 17,
-                          "captions": len(rows), **means}), flush=True)
+                          "captions": len(rows), **{k: mean_of(rows, k) for k in PARTS}}), flush=True)
 
 
 if __name__ == "__main__":

@@ -91,10 +91,10 @@ def autocast(precision: str, device: torch.device):
     return torch.autocast(device.type, dtype=dtype)
 
 
-def load_autoencoder(source: str, config) -> CausalVAE:
-    """The frozen VAE for the denoiser stage: an autoencoder-stage checkpoint or a model directory."""
+def load_autoencoder(source: str, config=None) -> CausalVAE:
+    """The frozen VAE for the denoiser stage: an autoencoder-stage checkpoint or a model directory.
+    A checkpoint is built as `config`, or without one as the preset it trained."""
     path = Path(source)
-    vae = CausalVAE(config)
     if path.is_dir() and (path / "model.safetensors").is_file():
         from cinegen.backends.native import NativeBackend
 
@@ -106,6 +106,7 @@ def load_autoencoder(source: str, config) -> CausalVAE:
     state = torch.load(path, map_location="cpu", weights_only=False)
     if state["config"]["stage"] != "autoencoder":
         raise UserError(f"{str(path)!r} is a {state['config']['stage']} checkpoint, not an autoencoder one")
+    vae = CausalVAE(config or MODEL_PRESETS[state["config"]["model"]].autoencoder)
     vae.load_state_dict(state["ema"])
     return vae
 

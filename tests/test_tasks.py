@@ -212,6 +212,36 @@ def test_windows_after_the_first_see_their_generated_context_at_the_context_t_fl
         pipe.run(GenerateRequest("a red ball", task="extend", video=str(clips / "a.mp4"), context_t_floor=1.0))
 
 
+def test_every_window_carries_detail_from_one_fixed_frame(pipe, clips, monkeypatch):
+    """Never from the frame the window before just made: its residual is that window's drift, and
+    carried on it compounds (a black background turned gray within a generated minute). Every
+    window of an extension carries the user's frame, against its decode in the first window;
+    every window of a long video carries the anchor, which it decodes at its own frame 0."""
+    import cinegen.pipeline as pipeline
+
+    carried, real = [], pipeline.carry_detail
+
+    def spy(frames, known, decoded=None):
+        carried.append((known, decoded or {}))
+        return real(frames, known, decoded)
+
+    monkeypatch.setattr(pipeline, "carry_detail", spy)
+    source = src(clips, "a.mp4")
+    for backward, user_frame in ((False, source[-1]), (True, source[0])):
+        carried.clear()
+        pipe.run(GenerateRequest("a red ball", task="extend", video=str(clips / "a.mp4"), seconds=4, backward=backward))
+        assert len(carried) >= 2  # several windows
+        (_, first_decoded), *later = carried
+        assert all(np.array_equal(k, user_frame) for known, _ in carried for k in known.values())
+        assert all(np.array_equal(d, first_decoded[i]) for _, decoded in later for i, d in decoded.items())
+        assert all(len(decoded) == 1 for _, decoded in later)
+    carried.clear()
+    video = pipe.run(GenerateRequest("a red ball moves right", seconds=10)).frames
+    (first_known, _), *later = carried
+    assert first_known == {} and len(later) >= 2  # no image given; then one call a window
+    assert all(list(known) == [0] and np.array_equal(known[0], video[0]) for known, _ in later)
+
+
 def test_storyboard_concatenates_shots(pipe):
     shots = [{"prompt": "a red ball", "seconds": 1}, {"prompt": "a blue square", "seconds": 2}]
     out = pipe.run(GenerateRequest("", storyboard=shots)).frames

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from cinegen.models import autoencoder
 from cinegen.pipeline import GenerateRequest, Pipeline
 
 SIZES = ((64, 64, 9), (96, 96, 17), (144, 80, 33))  # width, height, frames
@@ -77,6 +78,20 @@ def main() -> None:
         emit(benchmark="denoiser_step", width=width, height=height, frames=frames, tokens=tokens,
              seconds_per_step=round(step, 4), tokens_per_second=round(2 * tokens / step, 1),
              gflops=round(flops / step / 1e9, 2), fraction_of_matmul=round(flops / step / peak, 3))
+
+        # VAE decode with CausalConv3d's direct oneDNN call, and with PyTorch's own dispatch.
+        latent = noise[:1]
+        seconds = {}
+        for onednn in (True, False):
+            autoencoder._ONEDNN = onednn
+            backend.decode_latent(latent)
+            start = time.perf_counter()
+            for _ in range(args.repeats):
+                backend.decode_latent(latent)
+            seconds[onednn] = (time.perf_counter() - start) / args.repeats
+        autoencoder._ONEDNN = torch.backends.mkldnn.is_available()
+        emit(benchmark="vae_decode", width=width, height=height, frames=frames, seconds=round(seconds[True], 4),
+             seconds_pytorch_dispatch=round(seconds[False], 4), speedup=round(seconds[False] / seconds[True], 2))
 
 
 if __name__ == "__main__":

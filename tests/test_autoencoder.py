@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from cinegen.config import MODEL_PRESETS
-from cinegen.models.autoencoder import CausalVAE
+from cinegen.models.autoencoder import CausalConv3d, CausalVAE
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +53,20 @@ def test_latent_normalisation_is_inside_encode_decode(vae):
 def test_bad_frame_count_is_rejected(vae):
     with pytest.raises(ValueError, match="1 \\+ 4k"):
         vae.encode(torch.randn(1, 3, 6, 16, 16))
+
+
+@pytest.mark.parametrize("stride", [(1, 1), (2, 2)])
+def test_onednn_convolution_matches_pytorch_dispatch(stride):
+    """CausalConv3d calls oneDNN directly on the CPU; values and gradients must be nn.Conv3d's."""
+    torch.manual_seed(0)
+    layer = CausalConv3d(8, 16, spatial_stride=stride[0], time_stride=stride[1])
+    x = torch.randn(1, 8, 5, 8, 8, requires_grad=True)
+    ours = layer(x)
+    (ours**2).sum().backward()
+    grads = x.grad.clone(), layer.conv.weight.grad.clone()
+    x.grad, layer.conv.weight.grad = None, None
+    padded = torch.cat([x[:, :, :1].expand(-1, -1, 2, -1, -1), x], dim=2)
+    theirs = layer.conv(padded)
+    (theirs**2).sum().backward()
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads, (x.grad, layer.conv.weight.grad), atol=1e-4, rtol=1e-4)

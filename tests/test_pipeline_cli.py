@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from cinegen.cli import main
 from cinegen.errors import UserError
@@ -132,3 +133,19 @@ def test_python_dash_m_cinegen_runs_the_cli():
     proc = subprocess.run([sys.executable, "-m", "cinegen", "train", "--help"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and "--config" in proc.stdout and proc.stdout.startswith("usage: cinegen")
+
+
+def test_a_prompt_is_encoded_once_and_alike_in_any_batch(pipe, monkeypatch):
+    backend = pipe.backend
+    backend._text_cache.clear()
+    encoded = []
+    encode = backend.text_encoder.encode
+    monkeypatch.setattr(backend.text_encoder, "encode", lambda prompts: encoded.extend(prompts) or encode(prompts))
+    batch = backend.encode_text(["a red ball", "", "a red ball"], fps=8.0)
+    again = backend.encode_text([""], fps=8.0)
+    assert encoded == ["a red ball", ""]
+    alone = encode(["a red ball"])
+    torch.testing.assert_close(batch.tokens[2:], alone.tokens)
+    torch.testing.assert_close(batch.tokens[1:2], again.tokens)
+    assert not torch.equal(batch.tokens[0], batch.tokens[1])
+    assert batch.tokens.shape[0] == batch.mask.shape[0] == batch.pooled.shape[0] == batch.fps.shape[0] == 3

@@ -7,6 +7,7 @@ autoencoder under `autoencoder.` and the denoiser under `denoiser.`.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from cinegen.text import TextEmbedding, TextEncoder
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+TEXT_CACHE_PROMPTS = 64  # embeddings kept (32 tokens × 384 floats each: 3 MB for 64)
 
 
 @dataclass
@@ -50,6 +52,7 @@ class NativeBackend:
         self.time_factor = config.autoencoder.time_factor
         self.patch = config.denoiser.patch_size
         self.device, self.dtype = device, dtype
+        self._text_cache: OrderedDict[str, TextEmbedding] = OrderedDict()
 
     @property
     def defaults(self):  # SamplingDefaults
@@ -135,7 +138,21 @@ class NativeBackend:
 
     def encode_text(self, prompts: list[str], fps: float) -> NativeContext:
         assert self.text_encoder is not None, "backend loaded without a text encoder"
-        return self.make_context(self.text_encoder.encode(prompts), fps)
+        rows = [self._prompt_embedding(p) for p in prompts]
+        text = TextEmbedding(*(torch.cat([getattr(r, f) for r in rows]) for f in ("tokens", "mask", "pooled")))
+        return self.make_context(text, fps)
+
+    def _prompt_embedding(self, prompt: str) -> TextEmbedding:
+        # The encoder is frozen, so a prompt's embedding never changes: the unconditional "" of
+        # every guided job, and a prompt seen again (draft then finalize, a server's repeats),
+        # are encoded once. One prompt at a time, so an embedding never depends on its batch.
+        if prompt in self._text_cache:
+            self._text_cache.move_to_end(prompt)
+        else:
+            self._text_cache[prompt] = self.text_encoder.encode([prompt])
+            if len(self._text_cache) > TEXT_CACHE_PROMPTS:
+                self._text_cache.popitem(last=False)
+        return self._text_cache[prompt]
 
     @torch.no_grad()
     def encode_video(self, video: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,16 @@ from pathlib import Path
 
 import torch
 
-from cinegen.evaluate import task_metrics
-from cinegen.pipeline import FINALIZE_STRENGTH, GenerateRequest, Pipeline
+import cinegen.pipeline
+from cinegen.evaluate import evaluate_clip, task_metrics
+from cinegen.pipeline import (
+    DRAFT_MIN_SIDE,
+    DRAFT_STEP_DIVISOR,
+    FINALIZE_ANCHOR_UNTIL,
+    FINALIZE_STRENGTH,
+    GenerateRequest,
+    Pipeline,
+)
 
 HELDOUT = Path(__file__).with_name("heldout_captions.txt")
 
@@ -32,9 +40,16 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=None)
     ap.add_argument("--height", type=int, default=None)
     ap.add_argument("--strength", type=float, default=FINALIZE_STRENGTH, help="finalize's re-noise level")
-    ap.add_argument("--anchor-until", type=float, default=0.0,
+    ap.add_argument("--anchor-until", type=float, default=FINALIZE_ANCHOR_UNTIL,
                     help="keep the draft's low frequencies while t >= this (1: never)")
+    ap.add_argument("--step-divisor", type=int, default=DRAFT_STEP_DIVISOR,
+                    help="the draft runs this many times fewer steps than the final")
+    ap.add_argument("--draft-min-side", type=int, default=DRAFT_MIN_SIDE, help="the draft's smallest short side")
+    ap.add_argument("--adherence", action="store_true",
+                    help="also score the draft, the final and the full render against the caption")
     args = ap.parse_args()
+    # Both are read at each call (Pipeline.draft, draft_size).
+    cinegen.pipeline.DRAFT_STEP_DIVISOR, cinegen.pipeline.DRAFT_MIN_SIDE = args.step_divisor, args.draft_min_side
     torch.set_num_threads(1)
     pipe = Pipeline.load(args.model, device="cpu")
     pipe.run(GenerateRequest("warm up", frames=1, steps=1))
@@ -42,14 +57,19 @@ def main() -> None:
         req = GenerateRequest(caption, width=args.width, height=args.height, seed=0)
         draft, t_draft = timed(pipe.draft, req)
         final, t_final = timed(pipe.finalize, req, draft.latents, args.strength, args.anchor_until)
-        _, t_full = timed(pipe.run, req)
+        full, t_full = timed(pipe.run, req)
         psnr = task_metrics(final.frames, final.fps, "draft", draft.frames)["draft_psnr"]
+        scores = {}
+        if args.adherence:
+            scores = {f"{name}_adherence": evaluate_clip(video.frames, video.fps, caption)["adherence"]
+                      for name, video in (("draft", draft), ("final", final), ("full_render", full))}
         print(
             json.dumps(
                 {
                     "benchmark": "draft_final",
                     "caption": caption,
                     "strength": args.strength,
+                    "step_divisor": args.step_divisor,
                     "anchor_until": args.anchor_until,
                     "draft_size": list(draft.frames.shape[1:3]),
                     "final_size": list(final.frames.shape[1:3]),
@@ -60,6 +80,7 @@ def main() -> None:
                     "draft_over_full_render": round(t_draft / t_full, 3),
                     "draft_psnr": round(psnr, 2),
                 }
+                | scores
             ),
             flush=True,
         )

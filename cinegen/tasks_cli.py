@@ -183,6 +183,6 @@ def add_commands(sub) -> None:
                         "higher redraws more")
     f.add_argument("--anchor-until", type=float, default=None, metavar="T",
                    help="keep what the draft drew at its own resolution while the noise level is at least T, "
-                        "in [0, 1] (default 0: to the end; 1: not at all)")
+                        "in [0, 1] (default: the draft's, 1: not at all; 0: to the end)")
     f.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=cmd_finalize)

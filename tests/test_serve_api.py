@@ -142,7 +142,7 @@ def test_draft_first_publishes_a_low_resolution_preview(alice: httpx.Client, tmp
     r = alice.get(f"/v1/videos/{video['id']}/content", params={"variant": "draft"})
     assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
     (tmp_path / "draft.mp4").write_bytes(r.content)
-    assert read_video(tmp_path / "draft.mp4")[0].shape == (9, 64, 112, 3)  # as `generate --draft`
+    assert read_video(tmp_path / "draft.mp4")[0].shape == (9, 80, 128, 3)  # as `generate --draft`
 
 
 def test_same_seed_gives_the_same_video(alice: httpx.Client, tmp_path: Path) -> None:

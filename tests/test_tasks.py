@@ -263,11 +263,12 @@ def test_1080_is_rendered_at_1088_and_cropped(pipe):
     assert out.shape == (1, 24, 40, 3)
 
 
-def test_draft_size_is_half_with_a_64_px_floor():
+def test_draft_size_is_half_with_an_80_px_floor():
     assert draft_size(192, 192, 16) == (96, 96)
     assert draft_size(1920, 1080, 16) == (960, 544)
-    assert draft_size(96, 96, 16) == (64, 64)  # half would be 48
-    assert draft_size(144, 80, 16) == (112, 64)
+    assert draft_size(96, 96, 16) == (80, 80)  # half would be 48
+    assert draft_size(160, 128, 16) == (96, 80)
+    assert draft_size(144, 80, 16) == (144, 80)  # the short side is at the floor already
     assert draft_size(48, 48, 16) == (48, 48)  # never larger than the final
 
 
@@ -294,7 +295,7 @@ def test_draft_then_finalize_cli(tiny_model_dir, tmp_path, capsys):
         )
         == 0
     )
-    assert read_video(draft)[0].shape == (5, 64, 112, 3)  # short side 64, not half (48); aspect kept
+    assert read_video(draft)[0].shape == (5, 80, 128, 3)  # short side 80, not half (48); aspect kept
     record = json.loads(draft.with_suffix(".json").read_text())
     assert (tmp_path / record["draft"]["latent"]).is_file()
     final = tmp_path / "final.mp4"
@@ -313,7 +314,7 @@ def test_draft_then_finalize_cli(tiny_model_dir, tmp_path, capsys):
         == 0
     )
     assert read_video(final)[0].shape == (5, 96, 160, 3)
-    assert json.loads(final.with_suffix(".json").read_text())["finalized_from_draft"]["anchor_until"] == 0.0
+    assert json.loads(final.with_suffix(".json").read_text())["finalized_from_draft"]["anchor_until"] == 1.0
     bad = tmp_path / "bad.mp4"
     args = ["finalize", str(draft.with_suffix(".json")), "--anchor-until", "1.5", "--model", str(tiny_model_dir)]
     assert main([*args, "-o", str(bad), "-q"]) == 2

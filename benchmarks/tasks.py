@@ -97,6 +97,7 @@ class Bench:
             "given_frames_psnr": m["given_frames_psnr"],
             "objects_kept": (len(kept & found) / len(kept)) if kept else None,
             "adherence": m["adherence"],
+            "parts": {k: m.get(k) for k in ADHERENCE_PARTS},
             "seconds": secs,
         }
 
@@ -129,7 +130,8 @@ class Bench:
         else:
             frames, secs = self.run(prompt=caption, task="loop", seconds=2)
         m = evaluate_clip(frames, self.fps, caption, task="loop")
-        return {"seam_ratio": m["seam_ratio"], "adherence": m["adherence"], "seconds": secs}
+        parts = {k: m.get(k) for k in ADHERENCE_PARTS}
+        return {"seam_ratio": m["seam_ratio"], "adherence": m["adherence"], "parts": parts, "seconds": secs}
 
     def mask_edit(self, caption: str, i: int) -> dict:
         """Keep the subject, turn the background to another tone (white <-> black)."""

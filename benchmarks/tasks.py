@@ -227,6 +227,7 @@ def main() -> None:
     ap.add_argument("--context-t-floor", type=float, default=None,
                     help="noise level of generated context frames in later windows (default: the model's)")
     ap.add_argument("--image-guidance", type=float, default=None, help="guidance on the given frames (default 1)")
+    ap.add_argument("--guidance", type=float, default=None, help="guidance on the prompt (default: the model's)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     pipe = Pipeline.load(args.model, device="cpu")
@@ -234,7 +235,7 @@ def main() -> None:
     captions = all_captions[: args.clips]
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(pipe, Path(tmp), args.seed, context_t_floor=args.context_t_floor,
-                      image_guidance=args.image_guidance)
+                      image_guidance=args.image_guidance, guidance=args.guidance)
         for task in filter(None, args.tasks.split(",")):
             for i, caption in enumerate(captions):
                 fn = {

@@ -29,6 +29,11 @@ from cinegen.world.scene import Background
 HELDOUT = Path(__file__).with_name("heldout_captions.txt")
 # The parts of a caption that adherence needs all right at once.
 ADHERENCE_PARTS = ("color_right", "shape_right", "size_right", "motion_right", "background_right")
+
+
+def adherence_parts(metrics: dict) -> dict:
+    return {k: metrics.get(k) for k in ADHERENCE_PARTS}
+
 EVENT_CAPTIONS = [
     "a red ball moves right and passes behind a wall on a white background",
     "a blue square moves left and passes behind a wall on a gray background",
@@ -78,8 +83,8 @@ class Bench:
         write_video(image, clip.frames[0], self.fps)
         frames, secs = self.run(prompt=caption, image=str(image), seconds=2)
         m = evaluate_clip(frames, self.fps, caption, task="image2video", reference=clip.frames[0])
-        parts = {k: m.get(k) for k in ADHERENCE_PARTS}
-        return {"first_frame_psnr": m["first_frame_psnr"], "adherence": m["adherence"], "parts": parts, "seconds": secs}
+        return {"first_frame_psnr": m["first_frame_psnr"], "adherence": m["adherence"], "parts": adherence_parts(m),
+                "seconds": secs}
 
     def extend(self, caption: str, i: int, backward: bool) -> dict:
         clip, path = self.source(caption, i)
@@ -97,7 +102,7 @@ class Bench:
             "given_frames_psnr": m["given_frames_psnr"],
             "objects_kept": (len(kept & found) / len(kept)) if kept else None,
             "adherence": m["adherence"],
-            "parts": {k: m.get(k) for k in ADHERENCE_PARTS},
+            "parts": adherence_parts(m),
             "seconds": secs,
         }
 
@@ -130,8 +135,7 @@ class Bench:
         else:
             frames, secs = self.run(prompt=caption, task="loop", seconds=2)
         m = evaluate_clip(frames, self.fps, caption, task="loop")
-        parts = {k: m.get(k) for k in ADHERENCE_PARTS}
-        return {"seam_ratio": m["seam_ratio"], "adherence": m["adherence"], "parts": parts, "seconds": secs}
+        return {"seam_ratio": m["seam_ratio"], "adherence": m["adherence"], "parts": adherence_parts(m), "seconds": secs}
 
     def mask_edit(self, caption: str, i: int) -> dict:
         """Keep the subject, turn the background to another tone (white <-> black)."""

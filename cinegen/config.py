@@ -140,6 +140,8 @@ class DataConfig:
     wall: bool = False
     caption_pool: int = 4000
     heldout: str = "benchmarks/heldout_captions.txt"
+    # Held-out scenes with events (benchmarks/tasks.py --events); like `heldout`, never in the pool.
+    heldout_events: str = "benchmarks/heldout_event_captions.txt"
 
 
 @dataclass

@@ -72,9 +72,13 @@ class WorldSource:
     def __init__(self, cfg: DataConfig, seed: int):
         from cinegen.world import parse_caption, random_scene, write_caption
 
-        heldout = set()
-        if cfg.heldout and Path(cfg.heldout).is_file():
-            heldout = {parse_caption(line) for line in Path(cfg.heldout).read_text().splitlines() if line.strip()}
+        heldout = {
+            parse_caption(line)
+            for path in (cfg.heldout, cfg.heldout_events)
+            if path and Path(path).is_file()
+            for line in Path(path).read_text().splitlines()
+            if line.strip()
+        }
         rng = np.random.default_rng([seed, 7])
         self.scenes, self.captions = [], []
         while len(self.scenes) < cfg.caption_pool:

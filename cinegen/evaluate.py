@@ -25,8 +25,10 @@ TASKS = ("image2video", "extend", "extend_backward", "loop", "connect", "long", 
 PARTS = ("color", "shape", "size", "motion", "background", "camera", "events")
 
 
-def _object_checks(spec: ObjectSpec, tr: Track | None) -> dict[str, float | None]:
-    """Per attribute: 1 right, 0 wrong, None when the prompt does not ask."""
+def _object_checks(spec: ObjectSpec, tr: Track | None, wall_seen: bool) -> dict[str, float | None]:
+    """Per attribute: 1 right, 0 wrong, None when the prompt does not ask. `wall_seen`: whether
+    the clip shows a wall at all; an object that flickers out in front of no wall has not passed
+    behind one."""
 
     def check(asked, got) -> float | None:
         if asked is None:
@@ -53,7 +55,7 @@ def _object_checks(spec: ObjectSpec, tr: Track | None) -> dict[str, float | None
     if spec.turns:
         events.append(tr is not None and tr.final_color == spec.turns and tr.color_change_time is not None)
     if spec.behind_wall:
-        events.append(tr is not None and tr.hidden)
+        events.append(wall_seen and tr is not None and tr.hidden)
     if events:
         checks["events"] = float(all(events))
     return checks
@@ -67,7 +69,7 @@ def _match(scene: Scene, det: Detection) -> list[Track | None]:
     score = np.zeros((len(scene.objects), len(tracks)))
     for i, spec in enumerate(scene.objects):
         for j, tr in enumerate(tracks):
-            c = _object_checks(spec, tr)
+            c = _object_checks(spec, tr, det.wall)
             score[i, j] = (
                 4 * (c["color"] or 0)
                 + sum(v or 0 for k, v in c.items() if k != "color")
@@ -82,7 +84,7 @@ def _match(scene: Scene, det: Detection) -> list[Track | None]:
 
 def adherence(scene: Scene, det: Detection) -> dict:
     matched = _match(scene, det)
-    per_object = [_object_checks(s, t) for s, t in zip(scene.objects, matched)]
+    per_object = [_object_checks(s, t, det.wall) for s, t in zip(scene.objects, matched)]
     out: dict = {}
     for part in ("color", "shape", "size", "motion", "events"):
         vals = [c[part] for c in per_object if c[part] is not None]
@@ -244,7 +246,7 @@ def evaluate_clip(
         else None
     )
     walls = [t for s, t in zip(scene.objects, matched) if s.behind_wall and t is not None]
-    out["reappeared"] = float(np.mean([t.reappeared for t in walls])) if walls else None
+    out["reappeared"] = float(np.mean([det.wall and t.reappeared for t in walls])) if walls else None
     # Like every check, these answer only what the prompt asks: stray specks in a clip whose
     # prompt has no dots are not "dots that came back".
     asks_trail, asks_dots = any(s.trail for s in scene.objects), any(s.eats for s in scene.objects)

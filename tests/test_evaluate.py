@@ -148,3 +148,15 @@ def test_bad_task_and_missing_reference():
         evaluate_clip(clip, 8, "a red ball", task="teleport")
     with pytest.raises(UserError):
         evaluate_clip(clip, 8, "a red ball", task="image2video")
+
+
+def test_hiding_needs_a_wall():
+    """An object that flickers out in front of no wall has not passed behind one."""
+    caption = "a yellow ball moves right and passes behind a wall on a white background"
+    walled = _clip(caption, seconds=3.5, fps=8, size=(160, 120), seed=1)
+    assert evaluate_clip(walled, 8, caption)["reappeared"] == 1.0
+    plain = _clip("a yellow ball moves right on a white background", seconds=3.5, fps=8, size=(160, 120), seed=1)
+    gone = plain.copy()
+    gone[10:16] = plain[0, :1, :1]  # the object vanishes (a white frame) and comes back
+    m = evaluate_clip(gone, 8, caption)
+    assert m["events_right"] == 0.0 and m["reappeared"] == 0.0

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cinegen.config import MODEL_PRESETS, DataConfig, TrainConfig
-from cinegen.data import LatentCache, make_buckets
+from cinegen.data import LatentCache, WorldSource, make_buckets
 from cinegen.errors import UserError
 from cinegen.models.autoencoder import CausalVAE
 from cinegen.models.transformer import SpacetimeDiT
@@ -206,7 +206,7 @@ def test_folder_of_videos_trains(tmp_path):
 
 
 def test_object_masks_cover_the_objects_and_weight_the_loss():
-    from cinegen.data import WorldSource, make_buckets, video_batch
+    from cinegen.data import video_batch
     from cinegen.train import autoencoder_loss
 
     source = WorldSource(TINY_DATA, seed=0)
@@ -361,3 +361,13 @@ def test_buckets_leave_out_clips_longer_than_max_seconds():
     assert {b.latent_frames for b in make_buckets(data, 4)} == {1}  # 17 frames at 8 fps = 2.1 s
     with pytest.raises(UserError, match="max_seconds = 0.05"):
         make_buckets(dataclasses.replace(data, max_seconds=0.05), 4)
+
+
+@pytest.mark.parametrize("field", ["heldout", "heldout_events"])
+def test_heldout_scenes_never_enter_the_caption_pool(tmp_path, field):
+    data = dataclasses.replace(TINY_DATA, caption_pool=50, events=True, wall=True, heldout_events="")
+    pool = WorldSource(data, seed=0)
+    listed = tmp_path / "heldout.txt"
+    listed.write_text(pool.captions[0] + "\n")
+    without = WorldSource(dataclasses.replace(data, **{field: str(listed)}), seed=0)
+    assert pool.scenes[0] not in without.scenes and len(without.scenes) == 50

@@ -231,10 +231,12 @@ def main() -> None:
                     help="noise level of generated context frames in later windows (default: the model's)")
     ap.add_argument("--image-guidance", type=float, default=None, help="guidance on the given frames (default 1)")
     ap.add_argument("--guidance", type=float, default=None, help="guidance on the prompt (default: the model's)")
+    ap.add_argument("--captions-file", type=Path, default=HELDOUT,
+                    help="captions to use instead of the held-out ones, e.g. training captions for choosing settings")
     args = ap.parse_args()
     torch.set_num_threads(1)
     pipe = Pipeline.load(args.model, device="cpu")
-    all_captions = [c for c in HELDOUT.read_text().splitlines() if c.strip()]
+    all_captions = [c for c in args.captions_file.read_text().splitlines() if c.strip()]
     captions = all_captions[: args.clips]
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(pipe, Path(tmp), args.seed, context_t_floor=args.context_t_floor,

@@ -8,7 +8,7 @@ import torch
 
 from cinegen.cli import main
 from cinegen.errors import UserError
-from cinegen.media import read_metadata, read_video
+from cinegen.media import read_metadata, read_video, write_video
 from cinegen.pipeline import GenerateRequest, Pipeline
 
 
@@ -24,6 +24,22 @@ def test_same_seed_same_frames_different_seed_differs(pipe):
     assert np.array_equal(a, b)
     c = pipe.run(GenerateRequest("a red ball moves right", width=32, height=32, frames=5, seed=2)).frames
     assert not np.array_equal(a, c)
+
+
+def test_the_same_frames_make_the_same_mp4(tmp_path):
+    """With x264's lookahead, 40 encodes of this clip (the server test's same-seed job) gave about
+    4 different files, so two same-seed jobs could play differently."""
+    from cinegen.serve.testing import make_test_model
+
+    model = Pipeline.load(make_test_model(tmp_path / "model"), device="cpu")
+    request = GenerateRequest("a red ball moves right on a white background", width=64, height=64, frames=9,
+                              steps=2, seed=3)
+    frames = model.run(request).frames
+    written = set()
+    for i in range(40):
+        write_video(tmp_path / f"{i}.mp4", frames, 8.0, {"prompt": "a red ball"})
+        written.add((tmp_path / f"{i}.mp4").read_bytes())
+    assert len(written) == 1
 
 
 def test_batch_variations_match_single_seeds(pipe):

@@ -81,7 +81,7 @@ def main() -> None:
 
         # VAE decode with CausalConv3d's direct oneDNN call, and with PyTorch's own dispatch.
         latent = noise[:1]
-        seconds = {}
+        seconds, onednn_before = {}, autoencoder._ONEDNN
         for onednn in (True, False):
             autoencoder._ONEDNN = onednn
             backend.decode_latent(latent)
@@ -89,7 +89,7 @@ def main() -> None:
             for _ in range(args.repeats):
                 backend.decode_latent(latent)
             seconds[onednn] = (time.perf_counter() - start) / args.repeats
-        autoencoder._ONEDNN = torch.backends.mkldnn.is_available()
+        autoencoder._ONEDNN = onednn_before
         emit(benchmark="vae_decode", width=width, height=height, frames=frames, seconds=round(seconds[True], 4),
              seconds_pytorch_dispatch=round(seconds[False], 4), speedup=round(seconds[False] / seconds[True], 2))
 

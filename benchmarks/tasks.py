@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from quality import mean_of
 
 from cinegen.evaluate import evaluate_clip
 from cinegen.media import write_video
@@ -285,9 +286,8 @@ def main() -> None:
             summary = {"task": "events_summary", "clips": len(event_rows)}
             for key in ("events_right", "reappeared", "identity_kept", "trail_persistence", "dots_stay_gone",
                         "adherence"):
-                vals = [r[key] for r in event_rows if r.get(key) is not None]
-                summary[key] = float(np.mean(vals)) if vals else None
-                summary[f"{key}_clips"] = len(vals)
+                summary[key] = mean_of(event_rows, key)
+                summary[f"{key}_clips"] = sum(r.get(key) is not None for r in event_rows)
             emit(summary)
 
 

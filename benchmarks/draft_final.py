@@ -45,6 +45,8 @@ def main() -> None:
     ap.add_argument("--step-divisor", type=int, default=DRAFT_STEP_DIVISOR,
                     help="the draft runs this many times fewer steps than the final")
     ap.add_argument("--draft-min-side", type=int, default=DRAFT_MIN_SIDE, help="the draft's smallest short side")
+    ap.add_argument("--captions-file", type=Path, default=HELDOUT,
+                    help="captions, one per line (training captions to choose settings on)")
     ap.add_argument("--adherence", action="store_true",
                     help="also score the draft, the final and the full render against the caption")
     args = ap.parse_args()
@@ -53,7 +55,7 @@ def main() -> None:
     torch.set_num_threads(1)
     pipe = Pipeline.load(args.model, device="cpu")
     pipe.run(GenerateRequest("warm up", frames=1, steps=1))
-    for caption in [c for c in HELDOUT.read_text().splitlines() if c.strip()][: args.clips]:
+    for caption in [c for c in args.captions_file.read_text().splitlines() if c.strip()][: args.clips]:
         req = GenerateRequest(caption, width=args.width, height=args.height, seed=0)
         # The caption's embedding is cached per process: encoded here, neither the draft nor its
         # finalize pays for it (before, the draft did and its finalize did not). As two commands,
@@ -72,6 +74,7 @@ def main() -> None:
                 {
                     "benchmark": "draft_final",
                     "caption": caption,
+                    "captions_file": str(args.captions_file),
                     "strength": args.strength,
                     "step_divisor": args.step_divisor,
                     "anchor_until": args.anchor_until,

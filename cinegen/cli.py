@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--last-image", help="last frame the video should end on")
     gen.add_argument("--storyboard", metavar="JSON", help='shots with cuts: [{"prompt": "...", "seconds": 3}, ...]')
     gen.add_argument("--draft", action="store_true",
-                     help="a quick draft (half size, short side at least 64 px) and its state; render it with `cinegen finalize out.json`")
+                     help="a quick draft (half size, but never below the smallest size the default model trained on) and its state; render it with `cinegen finalize out.json`")
     add_generation_options(gen)
     gen.set_defaults(func=cmd_generate)
 

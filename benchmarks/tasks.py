@@ -231,6 +231,8 @@ def main() -> None:
     ap.add_argument("--context-t-floor", type=float, default=None,
                     help="noise level of generated context frames in later windows (default: the model's)")
     ap.add_argument("--image-guidance", type=float, default=None, help="guidance on the given frames (default 1)")
+    ap.add_argument("--context-guidance", type=float, default=None,
+                    help="guidance on what a long video's later windows know (default: the model's)")
     ap.add_argument("--guidance", type=float, default=None, help="guidance on the prompt (default: the model's)")
     ap.add_argument("--captions-file", type=Path, default=HELDOUT,
                     help="captions to use instead of the held-out ones, e.g. training captions for choosing settings")
@@ -241,7 +243,8 @@ def main() -> None:
     captions = all_captions[: args.clips]
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(pipe, Path(tmp), args.seed, context_t_floor=args.context_t_floor,
-                      image_guidance=args.image_guidance, guidance=args.guidance)
+                      image_guidance=args.image_guidance, guidance=args.guidance,
+                      context_guidance=args.context_guidance)
         for task in filter(None, args.tasks.split(",")):
             for i, caption in enumerate(captions):
                 fn = {
@@ -269,7 +272,8 @@ def main() -> None:
                 long_rows.append(row)
             rows = [r for r in long_rows if r.get("first10s") and r.get("last10s")]
             if rows:
-                summary = {"task": "long_summary", "clips": len(rows), "context_t_floor": args.context_t_floor}
+                summary = {"task": "long_summary", "clips": len(rows), "context_t_floor": args.context_t_floor,
+                           "context_guidance": args.context_guidance}
                 for key in ("adherence", *ADHERENCE_PARTS):
                     for window in ("first10s", "last10s"):
                         vals = [r[window][key] for r in rows if r[window].get(key) is not None]

@@ -52,6 +52,9 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     s.add_argument("--context-t-floor", type=float, metavar="T",
                    help="long videos and extension: noise level of the generated frames each later window "
                         "continues (default: the model's)")
+    s.add_argument("--context-guidance", type=float, metavar="G",
+                   help="long videos: guidance on the frames each later window continues, the first frame "
+                        "and the recent past (1 = off; default: the model's)")
     s.add_argument("--negative", default="", help="negative prompt: what to steer away from")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--sampler", choices=["euler", "heun"], help="ODE solver (default euler)")
@@ -87,6 +90,7 @@ def request_from_args(args: argparse.Namespace, **task_fields):
         size=args.size, seconds=args.seconds, fps=args.fps, frames=args.frames, steps=args.steps,
         guidance=args.guidance, image_guidance=args.image_guidance, guidance_min_t=args.guidance_min_t,
         sampler=args.sampler, seed=args.seed, context_t_floor=args.context_t_floor,
+        context_guidance=args.context_guidance,
         batch=args.batch, **task_fields,
     )
 

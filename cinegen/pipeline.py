@@ -114,6 +114,8 @@ class GenerateRequest:
     storyboard: list | None = None  # [{"prompt": ..., "seconds": ...}, ...]: shots with cuts
     # Noise level of the generated frames a long video's later windows continue (None = the model's).
     context_t_floor: float | None = None
+    # Guidance on what a long video's later windows know: the anchor and the recent past (None = the model's).
+    context_guidance: float | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -121,8 +123,9 @@ class GenerateRequest:
     @classmethod
     def from_dict(cls, data: dict) -> GenerateRequest:
         """A request from a sidecar's "request" record (`generate --from`, `finalize`)."""
-        # Records written before the guidance interval existed guided every step.
-        data = {"guidance_min_t": 0.0} | data
+        # Records written before the guidance interval (or the context guidance) existed guided
+        # every step (and a long video's later windows not at all beyond the text).
+        data = {"guidance_min_t": 0.0, "context_guidance": 1.0} | data
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:
@@ -153,6 +156,7 @@ class Prepared:
     sampler: str
     shots: list[Shot] | None = None
     context_t_floor: float = 0.0
+    context_guidance: float = 1.0
 
 
 @dataclass
@@ -305,7 +309,7 @@ class Pipeline:
             raise UserError(f"steps {steps} is outside 1..1000")
         g = req.guidance if req.guidance is not None else d.guidance
         gi = req.image_guidance if req.image_guidance is not None else 1.0
-        for name, value in (("guidance", g), ("image guidance", gi)):
+        for name, value in (("guidance", g), ("image guidance", gi), ("context guidance", self._context_guidance(req))):
             if not 0.0 <= value <= 30.0 or math.isnan(value):
                 raise UserError(f"{name} {value} is outside 0..30")
         min_t = req.guidance_min_t if req.guidance_min_t is not None else d.guidance_min_t
@@ -315,6 +319,9 @@ class Pipeline:
         if sampler not in SAMPLERS:
             raise UserError(f"sampler {sampler!r} is not one of {', '.join(SAMPLERS)}")
         return steps, Guidance(text=g, condition=gi, min_t=min_t), sampler
+
+    def _context_guidance(self, req: GenerateRequest) -> float:
+        return req.context_guidance if req.context_guidance is not None else self.defaults.context_guidance
 
     def _context_t_floor(self, req: GenerateRequest) -> float:
         t_floor = req.context_t_floor if req.context_t_floor is not None else self.defaults.context_t_floor
@@ -374,7 +381,9 @@ class Pipeline:
                     "empty condition (no frame given), which it was not made for; a text-to-video model "
                     "of its family does text->video better"
                 )
-        return Prepared(geometry, inputs, steps, guidance, sampler, shots, self._context_t_floor(req))
+        return Prepared(
+            geometry, inputs, steps, guidance, sampler, shots, self._context_t_floor(req), self._context_guidance(req)
+        )
 
     def validate(self, req: GenerateRequest) -> Geometry:
         return self.prepare(req).geometry
@@ -518,6 +527,7 @@ class Pipeline:
             "guidance_min_t": guidance.min_t,
             "sampler": prep.sampler,
             "context_t_floor": prep.context_t_floor,
+            "context_guidance": prep.context_guidance,
             "aspect": None,
             "size": None,
             "seconds": None,
@@ -622,6 +632,7 @@ class _Job:
         batch: int = 1,
         prompt: str | None = None,
         flow_edit: FlowEdit | None = None,
+        guidance: Guidance | None = None,
     ) -> torch.Tensor:
         prompt = self.req.prompt if prompt is None else prompt
         tokens = math.prod(canvas.token_grid)
@@ -632,7 +643,7 @@ class _Job:
             self.context(prompt, batch),
             self.context(self.req.negative, batch),
             steps=self.steps,
-            guidance=self.guidance,
+            guidance=self.guidance if guidance is None else guidance,
             sampler=self.sampler,
             shift=self.backend.time_shift(tokens),
             progress=self.steps_counter.callback(),
@@ -664,7 +675,8 @@ class _Job:
         VAE makes latent 0 a one-frame latent, as in training, so the anchor fits exactly there.
         A context of generated frames (`generated` video, or any window after the first) is given
         at the noise level `context_t_floor`: a model trained with `context_noise` then treats it as
-        a little off and continues it, instead of copying and compounding its errors.
+        a little off and continues it, instead of copying and compounding its errors. A `generated`
+        video's windows (a long video's) are guided on their context by `context_guidance`.
         """
         k = min(CONTEXT_LATENTS, (len(video) - 1) // self.f)
         n_max = window - k - 1
@@ -674,6 +686,7 @@ class _Job:
         # the user's last frame, against its decode in the first window.
         given, given_decoded = video[-1], None
         recent = video[-1 - self.f * k :]
+        guidance = dataclasses.replace(self.guidance, condition=self.prep.context_guidance) if generated else None
         while new_frames > 0:
             context = recent if anchor is None else np.concatenate([anchor[None], recent[1:]])
             n = min(n_max, -(-new_frames // self.f))
@@ -682,7 +695,7 @@ class _Job:
             known = torch.cat([known, known.new_zeros(known.shape[0], n, *known.shape[2:])], dim=1)
             t_floor = self.prep.context_t_floor if generated or w > 1 else 0.0
             canvas = keep_frames(shape, known, list(range(k + 1)), self.patch, t_floor)
-            frames = self.decode(self.sample(canvas, [self.window_seed(seed, w)], prompt=prompt))[0]
+            frames = self.decode(self.sample(canvas, [self.window_seed(seed, w)], prompt=prompt, guidance=guidance))[0]
             if anchor is not None:
                 frames = carry_detail(frames, {0: anchor})
             else:

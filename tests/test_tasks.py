@@ -186,6 +186,24 @@ def test_long_video_runs_in_bounded_windows(pipe):
     assert len(spy.shapes) >= 3 * pipe.defaults.steps  # several windows
 
 
+def test_a_long_videos_later_windows_are_guided_on_their_context(pipe):
+    spy = Spy(pipe.backend)
+    long = Pipeline(spy, pipe.defaults, pipe.model_name)
+    steps = pipe.defaults.steps
+    out = long.run(GenerateRequest("a red ball moves right", seconds=10, guidance=3.0, context_guidance=2.5))
+    branches = [s[0] for s in spy.shapes]  # one velocity call per step, its guidance branches batched
+    assert branches[:steps] == [2] * steps  # the first window knows nothing: text guidance only
+    assert len(branches) > steps and branches[steps:] == [3] * (len(branches) - steps)  # plus its context
+    assert out.metadata["request"]["context_guidance"] == 2.5
+    spy.shapes.clear()
+    long.run(GenerateRequest("a red ball moves right", seconds=10, guidance=3.0, context_guidance=1.0))
+    assert {s[0] for s in spy.shapes} == {2}
+    with pytest.raises(UserError, match="context guidance 40"):
+        pipe.run(GenerateRequest("a red ball", seconds=10, context_guidance=40.0))
+    # A record from before the context guidance existed reproduces what it made then: none.
+    assert GenerateRequest.from_dict({"prompt": "a red ball"}).context_guidance == 1.0
+
+
 class TimeSpy(Spy):
     """Records the noise level of the first token (a known one in a forward extension) per call."""
 

@@ -87,8 +87,8 @@ class SamplingDefaults:
     context_t_floor: float = 0.0
     # Guidance on the known frames (anchor + recent past) of a long video's later windows, as
     # `--image-guidance` is on a user's frames (1 = off). 2 won on 50 training-caption minutes of
-    # the shipped model (last 10 s right: 17 against 14) but not on held-out ones (33 against 35
-    # of 75), at 1.4x the time, so it is off (benchmarks/results/stop19/README.md).
+    # the shipped model (last 10 s right: 17 against 14) but not on held-out ones (44 against 47
+    # of 100), at 1.4x the time, so it is off (benchmarks/results/stop19/README.md).
     context_guidance: float = 1.0
     width: int = 96
     height: int = 96

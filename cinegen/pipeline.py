@@ -309,9 +309,8 @@ class Pipeline:
             raise UserError(f"steps {steps} is outside 1..1000")
         g = req.guidance if req.guidance is not None else d.guidance
         gi = req.image_guidance if req.image_guidance is not None else 1.0
-        for name, value in (("guidance", g), ("image guidance", gi), ("context guidance", self._context_guidance(req))):
-            if not 0.0 <= value <= 30.0 or math.isnan(value):
-                raise UserError(f"{name} {value} is outside 0..30")
+        for name, value in (("guidance", g), ("image guidance", gi)):
+            check_guidance(name, value)
         min_t = req.guidance_min_t if req.guidance_min_t is not None else d.guidance_min_t
         if not 0.0 <= min_t < 1.0:
             raise UserError(f"guidance min t {min_t} is outside [0, 1)")
@@ -321,7 +320,9 @@ class Pipeline:
         return steps, Guidance(text=g, condition=gi, min_t=min_t), sampler
 
     def _context_guidance(self, req: GenerateRequest) -> float:
-        return req.context_guidance if req.context_guidance is not None else self.defaults.context_guidance
+        value = req.context_guidance if req.context_guidance is not None else self.defaults.context_guidance
+        check_guidance("context guidance", value)
+        return value
 
     def _context_t_floor(self, req: GenerateRequest) -> float:
         t_floor = req.context_t_floor if req.context_t_floor is not None else self.defaults.context_t_floor
@@ -746,6 +747,11 @@ class _Job:
         frames = carry_detail(frames, {self.f * k: a[-1], self.f * (k + latents): b[0]})
         # The last generated frame stands where b[0] is; b itself follows.
         return frames[1 + self.f * k : 1 + self.f * k + self.f * latents - 1]
+
+
+def check_guidance(name: str, value: float) -> None:
+    if not 0.0 <= value <= 30.0 or math.isnan(value):
+        raise UserError(f"{name} {value} is outside 0..30")
 
 
 def draft_size(width: int, height: int, multiple: int) -> tuple[int, int]:

@@ -234,6 +234,8 @@ def main() -> None:
     ap.add_argument("--context-guidance", type=float, default=None,
                     help="guidance on what a long video's later windows know (default: the model's)")
     ap.add_argument("--guidance", type=float, default=None, help="guidance on the prompt (default: the model's)")
+    ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    ap.add_argument("--sampler", default=None, help="euler or heun (default: the model's)")
     ap.add_argument("--captions-file", type=Path, default=HELDOUT,
                     help="captions to use instead of the held-out ones, e.g. training captions for choosing settings")
     args = ap.parse_args()
@@ -244,7 +246,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(pipe, Path(tmp), args.seed, context_t_floor=args.context_t_floor,
                       image_guidance=args.image_guidance, guidance=args.guidance,
-                      context_guidance=args.context_guidance)
+                      context_guidance=args.context_guidance, steps=args.steps, sampler=args.sampler)
         for task in filter(None, args.tasks.split(",")):
             for i, caption in enumerate(captions):
                 fn = {

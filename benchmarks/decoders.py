@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from quality import PARTS, mean_of
 
+from cinegen.data import read_captions
 from cinegen.evaluate import evaluate_clip
 from cinegen.pipeline import GenerateRequest, Pipeline, to_uint8
 
@@ -31,7 +32,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     sampler = Pipeline.load(args.models[0], device="cpu")
     backends = {m: (sampler if m == args.models[0] else Pipeline.load(m, device="cpu")).backend for m in args.models}
-    captions = [c for c in Path(args.captions_file).read_text().splitlines() if c.strip()][: args.captions]
+    captions = read_captions(args.captions_file)[: args.captions]
     rows: dict[str, list[dict]] = {m: [] for m in args.models}
     for caption in captions:
         req = GenerateRequest(caption, width=args.size, height=args.size, seconds=2, fps=8, seed=0, batch=args.seeds)

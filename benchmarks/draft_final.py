@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 import cinegen.pipeline
+from cinegen.data import read_captions
 from cinegen.evaluate import evaluate_clip, task_metrics
 from cinegen.pipeline import (
     DRAFT_MIN_SIDE,
@@ -55,7 +56,7 @@ def main() -> None:
     torch.set_num_threads(1)
     pipe = Pipeline.load(args.model, device="cpu")
     pipe.run(GenerateRequest("warm up", frames=1, steps=1))
-    for caption in [c for c in args.captions_file.read_text().splitlines() if c.strip()][: args.clips]:
+    for caption in read_captions(args.captions_file)[: args.clips]:
         req = GenerateRequest(caption, width=args.width, height=args.height, seed=0)
         # The caption's embedding is cached per process: encoded here, neither the draft nor its
         # finalize pays for it (before, the draft did and its finalize did not). As two commands,

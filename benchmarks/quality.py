@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cinegen.data import read_captions
 from cinegen.evaluate import evaluate_clip
 from cinegen.pipeline import GenerateRequest, Pipeline, to_uint8, to_video_tensor
 from cinegen.world import parse_caption, render
@@ -75,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
 
     caption_path = Path(args.captions_file or "benchmarks/heldout_captions.txt")
-    captions = [c for c in caption_path.read_text().splitlines() if c.strip()]
+    captions = read_captions(caption_path)
     captions = captions[: args.captions]
     pipe = Pipeline.load(args.model, device="cpu")
     rows_out = open(args.out, "w") if args.out else None

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from quality import mean_of
 
+from cinegen.data import read_captions
 from cinegen.evaluate import evaluate_clip
 from cinegen.media import write_video
 from cinegen.pipeline import GenerateRequest, Pipeline
@@ -241,7 +242,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     pipe = Pipeline.load(args.model, device="cpu")
-    all_captions = [c for c in args.captions_file.read_text().splitlines() if c.strip()]
+    all_captions = read_captions(args.captions_file)
     captions = all_captions[: args.clips]
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(pipe, Path(tmp), args.seed, context_t_floor=args.context_t_floor,
@@ -285,7 +286,7 @@ def main() -> None:
                 emit(summary)
         if args.events:
             event_rows = []
-            for caption in [c for c in EVENT_CAPTIONS.read_text().splitlines() if c.strip()][: args.event_clips]:
+            for caption in read_captions(EVENT_CAPTIONS)[: args.event_clips]:
                 row = {"task": "events", "caption": caption} | guarded(bench.events, caption)
                 emit(row)
                 event_rows.append(row)

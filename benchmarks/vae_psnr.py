@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from quality import PARTS, mean_of
 
-from cinegen.data import to_video
+from cinegen.data import read_captions, to_video
 from cinegen.evaluate import evaluate_clip
 from cinegen.pipeline import to_uint8
 from cinegen.world import parse_caption, random_scene, render
@@ -64,7 +64,7 @@ def main() -> None:
         print(json.dumps({"benchmark": "vae_psnr_heldout", "width": width, "height": height, "frames": frames,
                           "clips": args.clips, "mean_psnr_db": round(float(np.mean(scores)), 2),
                           "min_psnr_db": round(float(np.min(scores)), 2)}), flush=True)
-    captions = [c for c in HELDOUT.read_text().splitlines() if c.strip()][: args.captions]
+    captions = read_captions(HELDOUT)[: args.captions]
     rows = []
     for i, caption in enumerate(captions):
         clip = render(parse_caption(caption), width=96, height=96, fps=8, num_frames=17, seed=1000 * i).frames

@@ -24,6 +24,11 @@ from cinegen.config import DataConfig
 from cinegen.errors import UserError
 
 
+def read_captions(path: str | Path) -> list[str]:
+    """A captions file: one caption per line, blank lines skipped."""
+    return [line for line in Path(path).read_text().splitlines() if line.strip()]
+
+
 @dataclass(frozen=True)
 class Bucket:
     width: int
@@ -76,8 +81,7 @@ class WorldSource:
             parse_caption(line)
             for path in (cfg.heldout, cfg.heldout_events)
             if path and Path(path).is_file()
-            for line in Path(path).read_text().splitlines()
-            if line.strip()
+            for line in read_captions(path)
         }
         rng = np.random.default_rng([seed, 7])
         self.scenes, self.captions = [], []

@@ -30,7 +30,15 @@ from torch.nn.parallel import DistributedDataParallel
 
 from cinegen.canvas import random_training_mask
 from cinegen.config import MODEL_PRESETS, ModelConfig, TrainConfig
-from cinegen.data import LatentCache, StepBatches, batch_rng, make_buckets, make_source, video_batch
+from cinegen.data import (
+    LatentCache,
+    StepBatches,
+    batch_rng,
+    make_buckets,
+    make_source,
+    read_captions,
+    video_batch,
+)
 from cinegen.errors import UserError
 from cinegen.flow import add_noise, expand_token_t, flow_loss, sample_logit_normal
 from cinegen.models.autoencoder import CausalVAE
@@ -296,7 +304,7 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
         null_text = encoder.encode([""]).to("cpu")
         heldout_text = ([], None)
         if cfg.sample_every and Path(cfg.data.heldout).is_file():
-            heldout = [c for c in Path(cfg.data.heldout).read_text().splitlines() if c.strip()][:8]
+            heldout = read_captions(cfg.data.heldout)[:8]
             heldout_text = (heldout, encoder.encode(heldout + [""]).to("cpu"))
         del encoder
 

@@ -1,7 +1,7 @@
 import torch
 
 from cinegen.config import DenoiserConfig
-from cinegen.models.transformer import SpacetimeDiT, apply_rope, rope_frequencies
+from cinegen.models.transformer import SpacetimeDiT, apply_rope, rope_frequencies, token_positions
 
 
 def make(seed=0):
@@ -64,3 +64,25 @@ def test_rope_is_relative():
         return (apply_rope(q, cq, sq) * apply_rope(k, ck, sk)).sum()
 
     torch.testing.assert_close(score([1, 2, 3], [0, 0, 0]), score([4, 7, 9], [3, 5, 6]), atol=1e-5, rtol=1e-5)
+
+
+def test_frames_bigger_than_the_reference_span_its_positions():
+    # 6 tokens on the shorter side is the reference: a frame of 8 x 14 tokens is scaled by 6/8 on
+    # both axes (its aspect kept), a frame of 6 x 10 or smaller keeps integer positions.
+    big = token_positions((2, 8, 14), reference_side=6).reshape(2, 8, 14, 3)
+    assert torch.allclose(big[0, :, 0, 1], torch.arange(8) * 0.75)
+    assert torch.allclose(big[0, 0, :, 2], torch.arange(14) * 0.75)
+    assert torch.equal(big[:, 0, 0, 0], torch.tensor([0.0, 1.0]))  # time is never scaled
+    assert torch.equal(token_positions((2, 6, 10), 6), token_positions((2, 6, 10)))
+    assert token_positions((1, 8, 8), 6)[:, 1].max() == 5.25
+
+
+def test_position_interpolation_changes_only_frames_above_the_reference():
+    dit = make()
+    small, large = inputs(h=4, w=6), inputs(h=8, w=8)  # 2 x 3 and 4 x 4 tokens
+    t = torch.full((2,), 0.5)
+    before = [dit(**x, t=t) for x in (small, large)]
+    dit.config.rope_reference_side = 2
+    after = [dit(**x, t=t) for x in (small, large)]
+    assert torch.equal(before[0], after[0])
+    assert not torch.allclose(before[1], after[1], atol=1e-4)

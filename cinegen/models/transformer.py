@@ -43,6 +43,23 @@ def rope_frequencies(
     return angle.cos(), angle.sin()
 
 
+def token_positions(grid: tuple[int, int, int], reference_side: int = 0) -> torch.Tensor:
+    """(t, h, w) position of every token, (L, 3) float, in raster order.
+
+    With `reference_side`, a frame whose shorter side spans more tokens than that has its h and w
+    positions scaled by the same factor (position interpolation, arXiv 2306.15595): the frame then
+    spans the positions of the largest frames the model trained on, so an object drawn at the
+    size it learned in positions is the size it should be in the frame.
+    """
+    gt, gh, gw = grid
+    positions = torch.stack(
+        torch.meshgrid(torch.arange(gt), torch.arange(gh), torch.arange(gw), indexing="ij"), dim=-1
+    ).reshape(-1, 3).float()
+    if reference_side and min(gh, gw) > reference_side:
+        positions[:, 1:] *= reference_side / min(gh, gw)
+    return positions
+
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate pairs (x[2i], x[2i+1]). x: (B, heads, L, head_dim); cos/sin: (L, head_dim/2)."""
     x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
@@ -192,9 +209,7 @@ class SpacetimeDiT(nn.Module):
         cond = self.time_embed(timestep_embedding(t_tokens, 256)) + global_cond[:, None]  # (B, L, D)
         modulation = self.modulation(cond).unflatten(-1, (6, -1))  # (B, L, 6, D)
 
-        grid = torch.stack(
-            torch.meshgrid(torch.arange(gt), torch.arange(gh), torch.arange(gw), indexing="ij"), dim=-1
-        ).reshape(-1, 3).to(latent.device)
+        grid = token_positions((gt, gh, gw), self.config.rope_reference_side).to(latent.device)
         cos, sin = rope_frequencies(grid, self.config.rope_split, self.config.rope_theta)
         context = self.text_proj(text)
         for block in self.blocks:

@@ -25,8 +25,9 @@ from cinegen.evaluate import evaluate_clip
 from cinegen.media import write_video
 from cinegen.pipeline import GenerateRequest, Pipeline
 from cinegen.world import parse_caption, render
+from cinegen.world.captions import write_caption
 from cinegen.world.detect import detect
-from cinegen.world.scene import Background
+from cinegen.world.scene import Background, Scene
 
 HELDOUT = Path(__file__).with_name("heldout_captions.txt")
 # The parts of a caption that adherence needs all right at once.
@@ -71,7 +72,7 @@ class Bench:
         return clip, path
 
     def run(self, **fields) -> tuple[np.ndarray, float]:
-        req = GenerateRequest(seed=self.seed, **(self.request_fields | fields))
+        req = GenerateRequest(**({"seed": self.seed} | self.request_fields | fields))
         started = time.perf_counter()
         frames = self.pipe.run(req).frames
         return frames, time.perf_counter() - started
@@ -169,6 +170,30 @@ class Bench:
             "seconds": secs,
         }
 
+    def storyboard(self, caption: str, i: int) -> dict:
+        """Two 2 s shots with a cut: the caption, then the same object doing something else on
+        another background (`second_shot`). Scores each shot against its prompt and whether the
+        main object keeps its color, shape and size class, and its radius, across the cut; the
+        same for the world's own two clips (the measure's ceiling) and for the second shot made
+        by a separate run with another seed (what the storyboard's shared seed adds)."""
+        second = second_shot(caption, i)
+        frames, secs = self.run(prompt="", storyboard=[{"prompt": caption, "seconds": 2},
+                                                       {"prompt": second, "seconds": 2}])
+        cut = len(frames) // 2
+        shot_a, shot_b = frames[:cut], frames[cut:]
+        other_seed, _ = self.run(prompt=second, seconds=2, seed=self.seed + 1000)
+        world_a, world_b = (render(parse_caption(c), width=self.w, height=self.h, fps=self.fps, num_frames=cut,
+                                   seed=i).frames for c in (caption, second))
+        return {
+            "second_prompt": second,
+            "adherence_first_shot": evaluate_clip(shot_a, self.fps, caption)["adherence"],
+            "adherence_second_shot": evaluate_clip(shot_b, self.fps, second)["adherence"],
+            "storyboard": look_kept(shot_a, shot_b, self.fps),
+            "separate_seed": look_kept(shot_a, other_seed, self.fps),
+            "world": look_kept(world_a, world_b, self.fps),
+            "seconds": secs,
+        }
+
     def world_keeps(self, caption: str, seconds: float) -> bool:
         """Whether the world's own clip of this length matches its caption in its first and last
         10 s. Some captions do not hold for a minute even in the world (an object that slides
@@ -198,6 +223,49 @@ def guarded(fn, *args) -> dict:
         return fn(*args)
     except Exception as e:  # noqa: BLE001
         return {"error": f"{type(e).__name__}: {e}"[:200]}
+
+
+def second_shot(caption: str, i: int) -> str:
+    """The caption's first object with another motion, on a plain background of another tone."""
+    scene = parse_caption(caption)
+    obj = scene.objects[0]
+    motions = [m for m in ("right", "left", "still", "bounces", "grows") if m != obj.motion]
+    tones = [t for t in ("white", "black", "gray") if t != scene.background.tone]
+    shot = Scene((dataclasses.replace(obj, motion=motions[i % len(motions)]),),
+                 Background(tones[i % len(tones)], "plain"))
+    return write_caption(shot, np.random.default_rng(i))
+
+
+def main_track(frames: np.ndarray, fps: float):
+    tracks = detect(frames, fps).tracks
+    return max(tracks, key=lambda t: len(t.frames)) if tracks else None
+
+
+def look_kept(a: np.ndarray, b: np.ndarray, fps: float) -> dict:
+    """Whether the main object of clip b looks as in clip a: color, shape and size class, and b's
+    radius at first sight over a's."""
+    ta, tb = main_track(a, fps), main_track(b, fps)
+    if ta is None or tb is None:
+        return {"found": False}
+    kept = {f"{k}_kept": getattr(ta, k) == getattr(tb, k) for k in ("color", "shape", "size")}
+    return {"found": True, **kept, "look_kept": all(kept.values()),
+            "radius_ratio": tb.radius / ta.radius if ta.radius else None}
+
+
+def storyboard_summary(rows: list[dict]) -> dict:
+    """Share of clips whose object kept each part of its look across the cut, and the mean size
+    change (|log radius ratio|), for the storyboard, the separately seeded shot and the world."""
+    summary: dict = {"task": "storyboard_summary", "clips": len(rows)}
+    for key in ("adherence_first_shot", "adherence_second_shot"):
+        summary[key] = mean_of(rows, key)
+    for source in ("storyboard", "separate_seed", "world"):
+        found = [r[source] for r in rows if r.get(source, {}).get("found")]
+        summary[f"{source}_found"] = len(found)
+        for key in ("look_kept", "color_kept", "shape_kept", "size_kept"):
+            summary[f"{source}_{key}"] = mean_of(found, key)
+        ratios = [abs(math.log(f["radius_ratio"])) for f in found if f.get("radius_ratio")]
+        summary[f"{source}_abs_log_radius_ratio"] = float(np.mean(ratios)) if ratios else None
+    return summary
 
 
 def caption_with_tone(caption: str, tone: str) -> str:
@@ -248,6 +316,7 @@ def main() -> None:
         bench = Bench(pipe, Path(tmp), args.seed, context_t_floor=args.context_t_floor,
                       image_guidance=args.image_guidance, guidance=args.guidance,
                       context_guidance=args.context_guidance, steps=args.steps, sampler=args.sampler)
+        task_rows: dict[str, list[dict]] = {}
         for task in filter(None, args.tasks.split(",")):
             for i, caption in enumerate(captions):
                 fn = {
@@ -259,8 +328,13 @@ def main() -> None:
                     "loop": lambda c, i: bench.loop(c, i, False),
                     "loop_video": lambda c, i: bench.loop(c, i, True),
                     "mask_edit": bench.mask_edit,
+                    "storyboard": bench.storyboard,
                 }[task]
-                emit({"task": task, "caption": caption} | guarded(fn, caption, i))
+                row = {"task": task, "caption": caption} | guarded(fn, caption, i)
+                emit(row)
+                task_rows.setdefault(task, []).append(row)
+        if "storyboard" in task_rows:
+            emit(storyboard_summary(task_rows["storyboard"]))
         if args.long:
             long_rows = []
             for caption in all_captions:

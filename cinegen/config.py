@@ -54,10 +54,10 @@ class DenoiserConfig:
     # Rotary bands for (t, h, w) as a share of each head's dimension pairs.
     rope_split: tuple[int, int, int] = (4, 6, 6)
     rope_theta: float = 10000.0
-    # Position interpolation: the shorter side, in tokens, of the largest frames the model trained
-    # on. Bigger frames have their height and width positions compressed to that extent, so
-    # objects keep their size relative to the frame. 0 leaves positions as integers.
-    rope_reference_side: int = 0
+    # Position interpolation: the shortest and longest shorter side, in tokens, of the frames the
+    # model trained on. A frame outside that range has its height and width positions scaled to
+    # span the nearer end, so objects keep their size relative to the frame. (0, 0): integers.
+    rope_side_range: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         head_dim = self.dim // self.heads
@@ -116,17 +116,17 @@ class ModelConfig:
         return _build(cls, data)
 
 
-# The default model's largest training frames have a shorter side of 96 px: 12 latent cells, 6 tokens.
-DEFAULT_REFERENCE_SIDE = 6
+# The default model trained on shorter sides of 80 and 96 px: 10 and 12 latent cells, 5 and 6 tokens.
+DEFAULT_SIDE_RANGE = (5, 6)
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
-    "tiny": ModelConfig(denoiser=DenoiserConfig(rope_reference_side=DEFAULT_REFERENCE_SIDE)),
+    "tiny": ModelConfig(denoiser=DenoiserConfig(rope_side_range=DEFAULT_SIDE_RANGE)),
     # The default model with twice the latent channels: a small object is about one latent cell
     # at 8x, and the 8-channel VAE's round trip already loses a third of shapes (README). The
     # DiT's cost hardly changes; only its input and output projections grow.
     "tiny-c16": ModelConfig(
         autoencoder=AutoencoderConfig(latent_channels=16),
-        denoiser=DenoiserConfig(latent_channels=16, rope_reference_side=DEFAULT_REFERENCE_SIDE),
+        denoiser=DenoiserConfig(latent_channels=16, rope_side_range=DEFAULT_SIDE_RANGE),
         name="cinegen-tiny-c16",
     ),
     # For unit tests: a few thousand parameters, same code paths.

@@ -66,23 +66,27 @@ def test_rope_is_relative():
     torch.testing.assert_close(score([1, 2, 3], [0, 0, 0]), score([4, 7, 9], [3, 5, 6]), atol=1e-5, rtol=1e-5)
 
 
-def test_frames_bigger_than_the_reference_span_its_positions():
-    # 6 tokens on the shorter side is the reference: a frame of 8 x 14 tokens is scaled by 6/8 on
-    # both axes (its aspect kept), a frame of 6 x 10 or smaller keeps integer positions.
-    big = token_positions((2, 8, 14), reference_side=6).reshape(2, 8, 14, 3)
+def test_frames_outside_the_trained_sides_span_the_nearer_end():
+    # Trained on shorter sides of 5 and 6 tokens: a frame of 8 x 14 tokens is scaled by 6/8 on
+    # both axes (its aspect kept), one of 4 x 7 by 5/4, and 5 x 9 or 6 x 10 keep integer positions.
+    big = token_positions((2, 8, 14), side_range=(5, 6)).reshape(2, 8, 14, 3)
     assert torch.allclose(big[0, :, 0, 1], torch.arange(8) * 0.75)
     assert torch.allclose(big[0, 0, :, 2], torch.arange(14) * 0.75)
     assert torch.equal(big[:, 0, 0, 0], torch.tensor([0.0, 1.0]))  # time is never scaled
-    assert torch.equal(token_positions((2, 6, 10), 6), token_positions((2, 6, 10)))
-    assert token_positions((1, 8, 8), 6)[:, 1].max() == 5.25
+    small = token_positions((1, 4, 7), side_range=(5, 6)).reshape(4, 7, 3)
+    assert torch.allclose(small[:, 0, 1], torch.arange(4) * 1.25)
+    assert torch.allclose(small[0, :, 2], torch.arange(7) * 1.25)
+    for inside in ((2, 5, 9), (2, 6, 10)):
+        assert torch.equal(token_positions(inside, (5, 6)), token_positions(inside))
 
 
-def test_position_interpolation_changes_only_frames_above_the_reference():
+def test_position_interpolation_changes_only_frames_outside_the_trained_sides():
     dit = make()
-    small, large = inputs(h=4, w=6), inputs(h=8, w=8)  # 2 x 3 and 4 x 4 tokens
+    tiny, small, large = inputs(h=2, w=4), inputs(h=4, w=6), inputs(h=8, w=8)  # 1x2, 2x3, 4x4 tokens
     t = torch.full((2,), 0.5)
-    before = [dit(**x, t=t) for x in (small, large)]
-    dit.config.rope_reference_side = 2
-    after = [dit(**x, t=t) for x in (small, large)]
-    assert torch.equal(before[0], after[0])
-    assert not torch.allclose(before[1], after[1], atol=1e-4)
+    before = [dit(**x, t=t) for x in (tiny, small, large)]
+    dit.config.rope_side_range = (2, 2)
+    after = [dit(**x, t=t) for x in (tiny, small, large)]
+    assert torch.equal(before[1], after[1])
+    assert not torch.allclose(before[0], after[0], atol=1e-4)
+    assert not torch.allclose(before[2], after[2], atol=1e-4)

@@ -43,20 +43,22 @@ def rope_frequencies(
     return angle.cos(), angle.sin()
 
 
-def token_positions(grid: tuple[int, int, int], reference_side: int = 0) -> torch.Tensor:
+def token_positions(grid: tuple[int, int, int], side_range: tuple[int, int] = (0, 0)) -> torch.Tensor:
     """(t, h, w) position of every token, (L, 3) float, in raster order.
 
-    With `reference_side`, a frame whose shorter side spans more tokens than that has its h and w
-    positions scaled by the same factor (position interpolation, arXiv 2306.15595): the frame then
-    spans the positions of the largest frames the model trained on, so an object drawn at the
-    size it learned in positions is the size it should be in the frame.
+    `side_range` is the (shortest, longest) shorter side in tokens of the frames the model trained
+    on. A frame whose shorter side is outside it has its h and w positions scaled by one factor
+    (position interpolation, arXiv 2306.15595; stretched below the range) so that side spans the
+    nearer end: the model draws objects a size in positions that it learned relative to the frame.
     """
     gt, gh, gw = grid
     positions = torch.stack(
         torch.meshgrid(torch.arange(gt), torch.arange(gh), torch.arange(gw), indexing="ij"), dim=-1
     ).reshape(-1, 3).float()
-    if reference_side and min(gh, gw) > reference_side:
-        positions[:, 1:] *= reference_side / min(gh, gw)
+    shortest, longest = side_range
+    short = min(gh, gw)
+    target = longest if longest and short > longest else shortest if short < shortest else short
+    positions[:, 1:] *= target / short
     return positions
 
 
@@ -209,7 +211,7 @@ class SpacetimeDiT(nn.Module):
         cond = self.time_embed(timestep_embedding(t_tokens, 256)) + global_cond[:, None]  # (B, L, D)
         modulation = self.modulation(cond).unflatten(-1, (6, -1))  # (B, L, 6, D)
 
-        grid = token_positions((gt, gh, gw), self.config.rope_reference_side).to(latent.device)
+        grid = token_positions((gt, gh, gw), self.config.rope_side_range).to(latent.device)
         cos, sin = rope_frequencies(grid, self.config.rope_split, self.config.rope_theta)
         context = self.text_proj(text)
         for block in self.blocks:

@@ -65,6 +65,10 @@ class DenoiserConfig:
             raise UserError(f"dim {self.dim} must split into {self.heads} heads of even size")
         if sum(self.rope_split) * 2 != head_dim:
             raise UserError(f"rope_split {self.rope_split} must sum to head_dim/2 = {head_dim // 2}")
+        shortest, longest = self.rope_side_range
+        if (shortest, longest) != (0, 0) and not 0 < shortest <= longest:
+            raise UserError(f"rope_side_range {list(self.rope_side_range)} must be [0, 0] (off) or [shortest, longest] "
+                            "with 0 < shortest <= longest")
 
 
 @dataclass

@@ -1,6 +1,8 @@
+import pytest
 import torch
 
 from cinegen.config import DenoiserConfig
+from cinegen.errors import UserError
 from cinegen.models.transformer import SpacetimeDiT, apply_rope, rope_frequencies, token_positions
 
 
@@ -90,3 +92,10 @@ def test_position_interpolation_changes_only_frames_outside_the_trained_sides():
     assert torch.equal(before[1], after[1])
     assert not torch.allclose(before[0], after[0], atol=1e-4)
     assert not torch.allclose(before[2], after[2], atol=1e-4)
+
+
+def test_a_side_range_that_is_not_a_range_is_refused():
+    for bad in ((6, 5), (0, 6), (-1, 2)):
+        with pytest.raises(UserError, match="rope_side_range"):
+            DenoiserConfig(rope_side_range=bad)
+    DenoiserConfig(rope_side_range=(5, 6))

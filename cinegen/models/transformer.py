@@ -57,7 +57,7 @@ def token_positions(grid: tuple[int, int, int], side_range: tuple[int, int] = (0
     ).reshape(-1, 3).float()
     shortest, longest = side_range
     short = min(gh, gw)
-    target = longest if longest and short > longest else shortest if short < shortest else short
+    target = min(max(short, shortest), longest or short)  # the shorter side clamped into the range
     positions[:, 1:] *= target / short
     return positions
 

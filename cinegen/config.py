@@ -120,7 +120,8 @@ class ModelConfig:
         return _build(cls, data)
 
 
-# The default model trained on shorter sides of 80 and 96 px: 10 and 12 latent cells, 5 and 6 tokens.
+# The default model first trained on shorter sides of 80 and 96 px: 10 and 12 latent cells, 5 and
+# 6 tokens. Its fine-tunes on 112-128 px frames saw those positions scaled into the same range.
 DEFAULT_SIDE_RANGE = (5, 6)
 
 MODEL_PRESETS: dict[str, ModelConfig] = {

@@ -196,14 +196,16 @@ class Bench:
 
     def world_keeps(self, caption: str, seconds: float) -> bool:
         """Whether the world's own clip of this length matches its caption in its first and last
-        10 s. Some captions do not hold for a minute even in the world (an object that slides
-        down lies on the floor by the end), so the model cannot be asked to keep them."""
+        10 s, so that the model can be asked to keep it for that long. Those windows are scored
+        by `evaluate.window_adherence`, at any phase of a motion that repeats."""
         clip = render(parse_caption(caption), width=self.w, height=self.h, fps=self.fps, seconds=seconds)
         m = evaluate_clip(clip.frames, self.fps, caption, task="long")
         return m.get("adherence_first10s") == 1.0 and m.get("adherence_last10s") == 1.0
 
-    def long(self, caption: str, seconds: float) -> dict:
+    def long(self, caption: str, seconds: float, keep: Path | None = None) -> dict:
         frames, secs = self.run(prompt=caption, seconds=seconds)
+        if keep is not None:
+            write_video(keep, frames, self.fps)
         m = evaluate_clip(frames, self.fps, caption, task="long")
         keys = ("adherence_first10s", "adherence_last10s", "drift", "first10s", "last10s")
         return {k: m.get(k) for k in keys} | {"seconds": secs}
@@ -295,6 +297,7 @@ def main() -> None:
         help="how many captions get a long video: the first held-out ones whose world clip of that "
         "length keeps its caption in the first and last 10 s",
     )
+    ap.add_argument("--keep-long", type=Path, default=None, help="write each long video here (NN.mp4, in caption order)")
     ap.add_argument("--events", action="store_true", help="also occlusion / trail / eating captions")
     ap.add_argument("--event-clips", type=int, default=24, help="how many of heldout_event_captions.txt (24)")
     ap.add_argument("--context-t-floor", type=float, default=None,
@@ -313,6 +316,8 @@ def main() -> None:
     all_captions = read_captions(args.captions_file)
     captions = all_captions[: args.clips]
     with tempfile.TemporaryDirectory() as tmp:
+        if args.keep_long:
+            args.keep_long.mkdir(parents=True, exist_ok=True)
         bench = Bench(pipe, Path(tmp), args.seed, context_t_floor=args.context_t_floor,
                       image_guidance=args.image_guidance, guidance=args.guidance,
                       context_guidance=args.context_guidance, steps=args.steps, sampler=args.sampler)
@@ -342,8 +347,9 @@ def main() -> None:
                     break
                 if not bench.world_keeps(caption, args.long):
                     continue
+                keep = args.keep_long / f"{len(long_rows):02d}.mp4" if args.keep_long else None
                 row = {"task": "long", "caption": caption, "duration": args.long} | guarded(
-                    bench.long, caption, args.long
+                    bench.long, caption, args.long, keep
                 )
                 emit(row)
                 long_rows.append(row)

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from cinegen.errors import UserError
-from cinegen.evaluate import evaluate_clip, task_metrics
+from cinegen.evaluate import adherence, evaluate_clip, task_metrics, window_adherence
 from cinegen.world import parse_caption, render
 from cinegen.world.degrade import add_noise, mp4_roundtrip
+from cinegen.world.detect import detect
 
 
 def _clip(caption: str, seconds: float = 2.5, fps: float = 8, size=(128, 96), seed: int = 0) -> np.ndarray:
@@ -160,3 +161,24 @@ def test_hiding_needs_a_wall():
     gone[10:16] = plain[0, :1, :1]  # the object vanishes (a white frame) and comes back
     m = evaluate_clip(gone, 8, caption)
     assert m["events_right"] == 0.0 and m["reappeared"] == 0.0
+
+
+@pytest.mark.parametrize("prompt", ["a small red square grows on a white background",
+                                    "a big blue ball bounces on a black background"])
+def test_a_later_window_of_a_world_minute_is_right_at_any_phase(prompt):
+    """Growth ping-pongs and bounces recur (WORLD.md), so windows that start later start at any
+    phase: judged at their start some of them read wrong, judged on their best 2 s span none."""
+    scene, clip = parse_caption(prompt), _clip(prompt, seconds=14, size=(64, 64))
+    windows = [clip[s : s + 80] for s in range(0, len(clip) - 80 + 1, 4)]
+    assert min(adherence(scene, detect(w, 8))["adherence"] for w in windows) == 0.0
+    assert all(window_adherence(scene, w, 8)["adherence"] == 1.0 for w in windows)
+
+
+def test_a_window_that_stops_moving_is_still_wrong():
+    """The span search forgives a phase, not a motion that is gone: a growing object frozen at
+    its first frame fails."""
+    prompt = "a small red square grows on a white background"
+    scene, clip = parse_caption(prompt), _clip(prompt, seconds=10, size=(64, 64))
+    frozen = np.repeat(clip[:1], 80, axis=0)
+    assert window_adherence(scene, frozen, 8)["motion_right"] == 0.0
+    assert window_adherence(scene, frozen, 8)["adherence"] == 0.0

@@ -75,7 +75,7 @@ def main() -> None:
                         help="score VAE round trips of rendered clips instead of generated clips")
     args = parser.parse_args()
 
-    caption_path = Path(args.captions_file or "benchmarks/heldout_captions.txt")
+    caption_path = Path(args.captions_file) if args.captions_file else Path(__file__).with_name("heldout_captions.txt")
     captions = read_captions(caption_path)
     captions = captions[: args.captions]
     pipe = Pipeline.load(args.model, device="cpu")

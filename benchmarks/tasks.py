@@ -315,9 +315,9 @@ def main() -> None:
     pipe = Pipeline.load(args.model, device="cpu")
     all_captions = read_captions(args.captions_file)
     captions = all_captions[: args.clips]
+    if args.keep_long:
+        args.keep_long.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        if args.keep_long:
-            args.keep_long.mkdir(parents=True, exist_ok=True)
         bench = Bench(pipe, Path(tmp), args.seed, context_t_floor=args.context_t_floor,
                       image_guidance=args.image_guidance, guidance=args.guidance,
                       context_guidance=args.context_guidance, steps=args.steps, sampler=args.sampler)

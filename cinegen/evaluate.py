@@ -82,9 +82,14 @@ def _match(scene: Scene, det: Detection) -> list[Track | None]:
     return out
 
 
-def adherence(scene: Scene, det: Detection) -> dict:
+def _checked(scene: Scene, det: Detection) -> tuple[list[Track | None], list[dict]]:
+    """Each prompt object's track and its per-attribute checks."""
     matched = _match(scene, det)
-    return _score(scene, det, matched, [_object_checks(s, t, det.wall) for s, t in zip(scene.objects, matched)])
+    return matched, [_object_checks(s, t, det.wall) for s, t in zip(scene.objects, matched)]
+
+
+def adherence(scene: Scene, det: Detection) -> dict:
+    return _score(scene, det, *_checked(scene, det))
 
 
 def _score(scene: Scene, det: Detection, matched: list[Track | None], per_object: list[dict]) -> dict:
@@ -122,8 +127,7 @@ def window_adherence(scene: Scene, frames: np.ndarray, fps: float) -> dict:
     window (one starting every half second) shows both, as the start of a world clip does; then
     every such window of the world is right. The rest is judged on the whole window."""
     det = detect(frames, fps)
-    matched = _match(scene, det)
-    per_object = [_object_checks(s, t, det.wall) for s, t in zip(scene.objects, matched)]
+    matched, per_object = _checked(scene, det)
     # The phased parts each object asks for (checked against no track, every asked part is 0).
     asked = [[p for p in ("motion", "size") if _object_checks(s, None, False)[p] is not None] for s in scene.objects]
     pending = {i for i, c in enumerate(per_object) if any(c[p] != 1.0 for p in asked[i])}
@@ -131,11 +135,9 @@ def window_adherence(scene: Scene, frames: np.ndarray, fps: float) -> dict:
     for start in range(0, len(frames) - span + 1, stride):
         if not pending:
             break
-        part = detect(frames[start : start + span], fps)
-        for i, track in enumerate(_match(scene, part)):
+        for i, checks in enumerate(_checked(scene, detect(frames[start : start + span], fps))[1]):
             if i not in pending:
                 continue
-            checks = _object_checks(scene.objects[i], track, part.wall)
             if all(checks[p] == 1.0 for p in asked[i]):
                 per_object[i].update(dict.fromkeys(asked[i], 1.0))
                 pending.discard(i)
@@ -276,9 +278,9 @@ def evaluate_clip(
     det = detection or detect(frames, fps)
     out: dict = {"prompt": prompt, "frames": int(len(frames)), "fps": float(fps)}
     out["width"], out["height"] = int(frames.shape[2]), int(frames.shape[1])
-    out |= adherence(scene, det)
+    matched, per_object = _checked(scene, det)
+    out |= _score(scene, det, matched, per_object)
     out["flicker"] = flicker(frames, det)
-    matched = _match(scene, det)
     keep = [t for t in matched if t is not None]
     # identity kept: matched objects keep their color (bar a contact change) for the whole clip
     out["identity_kept"] = (

@@ -5,8 +5,8 @@ stream and sizes/lengths beyond the training buckets. One JSON line per size.
 
     python benchmarks/vae_psnr.py [--model weights | --run runs/tiny-vae-decoder] [--clips 24] [--captions 32]
 
-With --captions N, also the round trip of the first N held-out captions' rendered clips (96×96,
-17 frames), scored by the evaluator like generated clips: the ceiling a denoiser on this VAE's
+With --captions N, also the round trip of the first N held-out captions' rendered clips (17
+frames, --size square, one per --seeds), scored by the evaluator like generated clips: the ceiling a denoiser on this VAE's
 latents can reach (`quality.py --vae-ceiling` does the same for a model directory).
 """
 
@@ -42,6 +42,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=24)
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--captions", type=int, default=0, help="also score round trips of this many held-out captions")
+    parser.add_argument("--size", type=int, default=96, help="side of the round-trip clips in pixels")
+    parser.add_argument("--seeds", type=int, default=1, help="round-trip clips per caption")
     args = parser.parse_args()
     if args.run:
         from cinegen.train import load_autoencoder
@@ -53,7 +55,7 @@ def main() -> None:
 
         vae = NativeBackend.load(args.model or DEFAULT_MODEL_DIR, torch.device("cpu"), text_encoder=False).vae
     rng = np.random.default_rng(args.seed)
-    for width, height, frames in SIZES:
+    for width, height, frames in SIZES if args.clips else ():
         scores = []
         for i in range(args.clips):
             clip = render(random_scene(rng), width=width, height=height, fps=8, num_frames=frames, seed=1000 + i).frames
@@ -66,14 +68,16 @@ def main() -> None:
                           "min_psnr_db": round(float(np.min(scores)), 2)}), flush=True)
     captions = read_captions(HELDOUT)[: args.captions]
     rows = []
-    for i, caption in enumerate(captions):
-        clip = render(parse_caption(caption), width=96, height=96, fps=8, num_frames=17, seed=1000 * i).frames
-        with torch.no_grad():
-            recon = to_uint8(vae.decode_chunked(vae.encode(to_video(clip)[None])).clamp(-1, 1))[0]
-        rows.append(evaluate_clip(recon, 8, caption))
+    for seed in range(args.seeds):
+        for i, caption in enumerate(captions):
+            clip = render(parse_caption(caption), width=args.size, height=args.size, fps=8, num_frames=17,
+                          seed=1000 * i + seed).frames
+            with torch.no_grad():
+                recon = to_uint8(vae.decode_chunked(vae.encode(to_video(clip)[None])).clamp(-1, 1))[0]
+            rows.append(evaluate_clip(recon, 8, caption))
     if rows:
-        print(json.dumps({"benchmark": "vae_round_trip_heldout", "width": 96, "height": 96, "frames": 17,
-                          "captions": len(rows), **{k: mean_of(rows, k) for k in PARTS}}), flush=True)
+        print(json.dumps({"benchmark": "vae_round_trip_heldout", "width": args.size, "height": args.size,
+                          "frames": 17, "captions": len(captions), "seeds": args.seeds, **{k: mean_of(rows, k) for k in PARTS}}), flush=True)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ stream and sizes/lengths beyond the training buckets. One JSON line per size.
     python benchmarks/vae_psnr.py [--model weights | --run runs/tiny-vae-decoder] [--clips 24] [--captions 32]
 
 With --captions N, also the round trip of the first N held-out captions' rendered clips (17
-frames, --size square, one per --seeds), scored by the evaluator like generated clips: the ceiling a denoiser on this VAE's
-latents can reach (`quality.py --vae-ceiling` does the same for a model directory).
+frames, --size square, one per --seeds), scored by the evaluator like generated clips: the
+ceiling a denoiser on this VAE's latents can reach (`quality.py --vae-ceiling` does the same for
+a model directory).
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def main() -> None:
             rows.append(evaluate_clip(recon, 8, caption))
     if rows:
         print(json.dumps({"benchmark": "vae_round_trip_heldout", "width": args.size, "height": args.size,
-                          "frames": 17, "captions": len(captions), "seeds": args.seeds, **{k: mean_of(rows, k) for k in PARTS}}), flush=True)
+                          "frames": 17, "captions": len(captions), "seeds": args.seeds,
+                          **{k: mean_of(rows, k) for k in PARTS}}), flush=True)
 
 
 if __name__ == "__main__":

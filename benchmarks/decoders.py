@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
-from quality import PARTS, mean_of
+from quality import HELDOUT, PARTS, mean_of
 
 from cinegen.data import read_captions
 from cinegen.evaluate import evaluate_clip
@@ -23,7 +22,7 @@ from cinegen.pipeline import GenerateRequest, Pipeline, to_uint8
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", required=True, help="model directories; the first one's DiT samples")
-    parser.add_argument("--captions-file", default=str(Path(__file__).with_name("heldout_captions.txt")))
+    parser.add_argument("--captions-file", default=str(HELDOUT))
     parser.add_argument("--captions", type=int, default=64)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--size", type=int, default=96, help="square side; a multiple of 16, so nothing is cropped")

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import torch
+from quality import HELDOUT
 
 import cinegen.pipeline
 from cinegen.data import read_captions
@@ -24,8 +25,6 @@ from cinegen.pipeline import (
     GenerateRequest,
     Pipeline,
 )
-
-HELDOUT = Path(__file__).with_name("heldout_captions.txt")
 
 
 def timed(fn, *args):

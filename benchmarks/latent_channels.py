@@ -18,7 +18,7 @@ import argparse
 import json
 
 import torch
-from tasks import HELDOUT
+from quality import HELDOUT
 
 from cinegen.backends.native import NativeBackend
 from cinegen.data import read_captions, to_video

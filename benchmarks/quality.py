@@ -30,6 +30,7 @@ from cinegen.evaluate import evaluate_clip
 from cinegen.pipeline import GenerateRequest, Pipeline, to_uint8, to_video_tensor
 from cinegen.world import parse_caption, render
 
+HELDOUT = Path(__file__).with_name("heldout_captions.txt")
 PARTS = ("adherence", "color_right", "shape_right", "size_right", "motion_right", "background_right", "flicker")
 
 
@@ -75,7 +76,7 @@ def main() -> None:
                         help="score VAE round trips of rendered clips instead of generated clips")
     args = parser.parse_args()
 
-    caption_path = Path(args.captions_file) if args.captions_file else Path(__file__).with_name("heldout_captions.txt")
+    caption_path = Path(args.captions_file) if args.captions_file else HELDOUT
     captions = read_captions(caption_path)
     captions = captions[: args.captions]
     pipe = Pipeline.load(args.model, device="cpu")

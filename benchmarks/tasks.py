@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from quality import mean_of
+from quality import HELDOUT, mean_of
 
 from cinegen.data import read_captions
 from cinegen.evaluate import evaluate_clip
@@ -29,7 +29,6 @@ from cinegen.world.captions import write_caption
 from cinegen.world.detect import detect
 from cinegen.world.scene import Background, Scene
 
-HELDOUT = Path(__file__).with_name("heldout_captions.txt")
 # The parts of a caption that adherence needs all right at once.
 ADHERENCE_PARTS = ("color_right", "shape_right", "size_right", "motion_right", "background_right")
 

@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
-from quality import PARTS, mean_of
+from quality import HELDOUT, PARTS, mean_of
 
 from cinegen.data import read_captions, to_video
 from cinegen.evaluate import evaluate_clip
 from cinegen.pipeline import to_uint8
 from cinegen.world import parse_caption, random_scene, render
-
-HELDOUT = Path(__file__).with_name("heldout_captions.txt")
 
 SIZES = ((64, 64, 9), (96, 96, 17), (144, 80, 33))
 

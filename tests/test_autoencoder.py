@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -70,3 +72,33 @@ def test_onednn_convolution_matches_pytorch_dispatch(stride):
     (theirs**2).sum().backward()
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(grads, (x.grad, layer.conv.weight.grad), atol=1e-4, rtol=1e-4)
+
+
+def test_widening_keeps_the_reconstruction_and_narrowing_undoes_it(vae):
+    """`load_narrower` adds latent channels the decoder gives zero weight; `narrowed_state` drops
+    channels, decoding them as held at their mean (normalised 0)."""
+    config = dataclasses.replace(vae.config, latent_channels=vae.config.latent_channels + 2)
+    wide = CausalVAE(config).eval()
+    wide.load_narrower(vae.state_dict())
+    video = torch.randn(1, 3, 5, 32, 32)
+    z_wide = wide.encode(video)
+    torch.testing.assert_close(z_wide[:, :4], vae.encode(video))
+    torch.testing.assert_close(wide.decode(z_wide), vae.decode(vae.encode(video)))
+
+    with torch.no_grad():  # as if the new channels had trained: the decoder reads them
+        torch.nn.init.normal_(wide.decoder[0].conv.weight[:, 4:], std=0.1)
+    held = torch.cat([z_wide[:, :4], torch.zeros_like(z_wide[:, 4:])], dim=1)
+    back = CausalVAE(vae.config).eval()
+    back.load_state_dict(wide.narrowed_state(4))
+    torch.testing.assert_close(back.encode(video), z_wide[:, :4])
+    torch.testing.assert_close(back.decode(held[:, :4]), wide.decode(held))
+
+    # A dropped channel's mean is a constant input, folded into the first conv's bias: exact
+    # except where that conv pads with zeros, at the frame's edge.
+    with torch.no_grad():
+        wide.latent_mean[4:] = torch.tensor([0.5, -0.3])
+    back.load_state_dict(wide.narrowed_state(4))
+    raw = held * wide.latent_std.view(1, -1, 1, 1, 1) + wide.latent_mean.view(1, -1, 1, 1, 1)
+    first_wide, first_back = wide.decoder[0](raw), back.decoder[0](raw[:, :4])
+    torch.testing.assert_close(first_back[..., 1:-1, 1:-1], first_wide[..., 1:-1, 1:-1])
+    assert not torch.allclose(first_back, first_wide)

@@ -99,3 +99,24 @@ def test_a_side_range_that_is_not_a_range_is_refused():
         with pytest.raises(UserError, match="rope_side_range"):
             DenoiserConfig(rope_side_range=bad)
     DenoiserConfig(rope_side_range=(5, 6))
+
+
+def test_widening_keeps_the_output_and_narrowing_undoes_it():
+    """`load_narrower` adds channels with zero weight in and out; `narrowed_state` takes them away."""
+    narrow = make()
+    config = DenoiserConfig(latent_channels=6, dim=32, depth=2, heads=2, rope_split=(2, 3, 3))
+    wide = SpacetimeDiT(config).eval()
+    wide.load_narrower(narrow.state_dict())
+    x = inputs()
+    t = torch.rand(2)
+    v = narrow(t=t, **x)
+    extra = torch.randn(2, 2, *x["latent"].shape[2:])
+    v_wide = wide(t=t, **(x | {"latent": torch.cat([x["latent"], extra], dim=1)}))
+    torch.testing.assert_close(v_wide[:, :4], v)
+    assert v_wide[:, 4:].abs().max() == 0
+
+    torch.nn.init.normal_(wide.patch_embed.weight, std=0.05)  # as if the new channels had trained
+    back = make(seed=1)
+    back.load_state_dict(wide.narrowed_state(4))
+    zeros = torch.zeros_like(extra)
+    torch.testing.assert_close(back(t=t, **x), wide(t=t, **(x | {"latent": torch.cat([x["latent"], zeros], 1)}))[:, :4])

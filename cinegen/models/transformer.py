@@ -183,6 +183,17 @@ class SpacetimeDiT(nn.Module):
         widened = {"patch_embed.weight", "final.weight", "final.bias"}
         self.load_state_dict({name: own[name] if name in widened else state[name] for name in own})
 
+    @torch.no_grad()
+    def narrowed_state(self, channels: int) -> dict[str, torch.Tensor]:
+        """The weights of this denoiser for its first `channels` latent channels alone (the inverse
+        of `load_narrower`): what it predicts for them when the others are zero."""
+        width = channels * self.config.patch_size**2
+        state = {name: value.clone() for name, value in self.state_dict().items()}
+        state["patch_embed.weight"] = state["patch_embed.weight"][:, :width]
+        for name in ("final.weight", "final.bias"):
+            state[name] = state[name][:width]
+        return state
+
     def token_grid(self, latent_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         t, h, w = latent_shape
         p = self.config.patch_size

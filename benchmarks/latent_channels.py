@@ -7,7 +7,8 @@ scores about 2 at t = 0.5 and 1.5 at t = 0.2 or 0.8 (the error of the best guess
 for unit-variance content), so the numbers show whether channels a widened model added
 (`load_narrower`) are being learned. A last line gives each channel's correlation between
 neighbouring latent cells in space and in time: structure a denoiser can learn, where white
-noise would read 0.
+noise would read 0. The last line gives how much the decoder uses each channel: the PSNR lost
+when that channel alone is held at its mean.
 
     python benchmarks/latent_channels.py --model weights [--captions 16] [--size 128]
 """
@@ -27,6 +28,10 @@ from cinegen.text import TextEncoder
 from cinegen.world import parse_caption, render
 
 
+def psnr(decoded: torch.Tensor, video: torch.Tensor) -> float:
+    return float(10 * torch.log10(4 / (decoded.clamp(-1, 1) - video).pow(2).mean()))
+
+
 def neighbour_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a - a.mean(), b - b.mean()
     return round(float((a * b).mean() / (a.std() * b.std())), 3)
@@ -43,7 +48,8 @@ def main() -> None:
     captions = read_captions(HELDOUT)[: args.captions]
     clips = [render(parse_caption(c), width=args.size, height=args.size, fps=8, num_frames=17, seed=i).frames
              for i, c in enumerate(captions)]
-    x0 = model.vae.encode(torch.stack([to_video(clip) for clip in clips]))
+    video = torch.stack([to_video(clip) for clip in clips])
+    x0 = model.vae.encode(video)
     text = TextEncoder().encode(captions)
     b, channels, frames, height, width = x0.shape
     p = model.dit.config.patch_size
@@ -58,6 +64,16 @@ def main() -> None:
     print(json.dumps({"benchmark": "latent_channel_structure", "model": args.model,
                       "space": [neighbour_correlation(x0[:, c, :, :, 1:], x0[:, c, :, :, :-1]) for c in range(channels)],
                       "time": [neighbour_correlation(x0[:, c, 1:], x0[:, c, :-1]) for c in range(channels)]}))
+    # How much the decoder uses each channel: the reconstruction's PSNR when that channel alone is
+    # held at its mean (normalised 0), against all channels as encoded.
+    full = psnr(model.vae.decode(x0), video)
+    drops = []
+    for c in range(channels):
+        held = x0.clone()
+        held[:, c] = 0
+        drops.append(round(full - psnr(model.vae.decode(held), video), 3))
+    print(json.dumps({"benchmark": "latent_channel_decoder_use", "model": args.model, "psnr_db": round(full, 2),
+                      "drop_db": drops}))
 
 
 if __name__ == "__main__":

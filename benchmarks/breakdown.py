@@ -20,6 +20,7 @@ from quality import PARTS, mean_of
 from cinegen.world import parse_caption
 
 GROUPS = {
+    "all": lambda scene: "all",  # every row: the mean of shards' rows merged (quality.py --shard)
     "motion": lambda scene: scene.objects[0].motion or "unsaid",
     "shape": lambda scene: scene.objects[0].shape or "unsaid",
     "size": lambda scene: scene.objects[0].size,

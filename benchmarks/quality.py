@@ -52,6 +52,16 @@ def vae_round_trip(pipe: Pipeline, frames: np.ndarray) -> np.ndarray:
         return to_uint8(pipe.backend.decode_latent(latent))[0]
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise SystemExit(f"--shard {text!r}: give K/N, e.g. 0/2") from None
+    if not 0 <= k < n:
+        raise SystemExit(f"--shard {text!r}: K must be 0..N-1")
+    return k, n
+
+
 def benchmark_name(args: argparse.Namespace) -> str:
     if args.vae_ceiling:
         return "quality_vae_ceiling"
@@ -74,11 +84,17 @@ def main() -> None:
     parser.add_argument("--captions-file", default=None, help="captions to score instead of the held-out ones")
     parser.add_argument("--vae-ceiling", action="store_true",
                         help="score VAE round trips of rendered clips instead of generated clips")
+    parser.add_argument("--shard", default=None, metavar="K/N",
+                        help="only the captions whose index is K modulo N, for N processes at once; "
+                             "their --out rows together equal one run's (breakdown.py --by all)")
     args = parser.parse_args()
 
     caption_path = Path(args.captions_file) if args.captions_file else HELDOUT
     captions = read_captions(caption_path)
-    captions = captions[: args.captions]
+    indexed = list(enumerate(captions[: args.captions]))
+    if args.shard:
+        k, n = parse_shard(args.shard)
+        indexed = indexed[k::n]
     pipe = Pipeline.load(args.model, device="cpu")
     rows_out = open(args.out, "w") if args.out else None
     for aspect in args.aspects.split(","):
@@ -88,7 +104,7 @@ def main() -> None:
         if args.vae_ceiling and geometry.render != (geometry.width, geometry.height):
             raise SystemExit(f"--vae-ceiling needs a size the model renders as is (multiples of "
                              f"{pipe.backend.size_multiple}); {geometry.width}x{geometry.height} is padded")
-        for i, caption in enumerate(captions):
+        for i, caption in indexed:
             if args.vae_ceiling:
                 videos = [vae_round_trip(pipe, rendered(caption, geometry, args.fps, 1000 * i + s))
                           for s in range(args.seeds)]
@@ -104,7 +120,7 @@ def main() -> None:
                 if rows_out:
                     rows_out.write(json.dumps(row) + "\n")
         reference = []
-        for i, caption in enumerate(captions[:16]):
+        for i, caption in indexed[:16]:
             clip = rendered(caption, geometry, args.fps, seed=i)
             reference.append(evaluate_clip(clip, args.fps, caption).get("flicker"))
         reference = [r for r in reference if r is not None]
@@ -113,7 +129,8 @@ def main() -> None:
             "model": pipe.model_name, "aspect": aspect, "steps": args.steps, "guidance": args.guidance,
             "guidance_min_t": args.guidance_min_t,
             "width": geometry.width, "height": geometry.height, "frames": geometry.frames,
-            "clips": len(rows), "captions": len(captions), "seeds": args.seeds,
+            "clips": len(rows), "captions": len(indexed), "seeds": args.seeds,
+            **({"shard": args.shard} if args.shard else {}),
             **{f"mean_{k}": mean_of(rows, k) for k in PARTS},
             "world_flicker": round(float(np.mean(reference)), 4) if reference else None,
             "seconds": round(time.time() - started, 1),

@@ -228,8 +228,8 @@ class CausalVAE(nn.Module):
         means and log-variances for them, and a decoder that reads the others as held at their
         mean (normalised 0). Their constant input is folded into the first conv's bias: exact but
         at the frame's edges, where that conv pads with zeros (the decoder's per-frame norms then
-        spread that small change; for candidates/c16, whose means are within 0.05 of 0, PSNR moves
-        by less than 0.001 dB)."""
+        spread that small change; for stop 23's 16-channel VAE, whose means are within 0.05 of 0,
+        PSNR moves by less than 0.001 dB)."""
         enc_out, dec_in = f"encoder.{len(self.encoder) - 1}.conv", "decoder.0.conv"
         c = self.config.latent_channels
         state = {name: value.clone() for name, value in self.state_dict().items()}

@@ -204,6 +204,11 @@ class CausalVAE(nn.Module):
         self.register_buffer("latent_mean", torch.zeros(config.latent_channels))
         self.register_buffer("latent_std", torch.ones(config.latent_channels))
 
+    def _latent_layers(self) -> tuple[str, str]:
+        """The state-dict prefixes of the two convs whose shapes follow the latent channels: the
+        encoder's last (means, then log-variances) and the decoder's first."""
+        return f"encoder.{len(self.encoder) - 1}.conv", "decoder.0.conv"
+
     @torch.no_grad()
     def load_narrower(self, state: dict[str, torch.Tensor]) -> None:
         """Start as a VAE with fewer latent channels (function-preserving widening, Net2Net, arXiv
@@ -212,7 +217,7 @@ class CausalVAE(nn.Module):
         have something to learn from."""
         own = self.state_dict()
         old_c, new_c = state["latent_mean"].numel(), self.config.latent_channels
-        enc_out, dec_in = f"encoder.{len(self.encoder) - 1}.conv", "decoder.0.conv"
+        enc_out, dec_in = self._latent_layers()
         for name in ("latent_mean", "latent_std"):
             own[name][:old_c] = state[name]
         for name in (f"{enc_out}.weight", f"{enc_out}.bias"):  # rows: the means, then the log-variances
@@ -230,7 +235,7 @@ class CausalVAE(nn.Module):
         at the frame's edges, where that conv pads with zeros (the decoder's per-frame norms then
         spread that small change; for stop 23's 16-channel VAE, whose means are within 0.05 of 0,
         PSNR moves by less than 0.001 dB)."""
-        enc_out, dec_in = f"encoder.{len(self.encoder) - 1}.conv", "decoder.0.conv"
+        enc_out, dec_in = self._latent_layers()
         c = self.config.latent_channels
         state = {name: value.clone() for name, value in self.state_dict().items()}
         for name in (f"{enc_out}.weight", f"{enc_out}.bias"):  # rows: the means, then the log-variances

@@ -5,7 +5,7 @@ VAE and prints one JSON line per noise level t with the denoiser's mean squared 
 per channel (plain text→video: every token at t). A channel the denoiser knows nothing about
 scores about 2 at t = 0.5 and 1.5 at t = 0.2 or 0.8 (the error of the best guess from x_t alone
 for unit-variance content), so the numbers show whether channels a widened model added
-(`load_narrower`) are being learned. A last line gives each channel's correlation between
+(`load_narrower`) are being learned. Then one line gives each channel's correlation between
 neighbouring latent cells in space and in time: structure a denoiser can learn, where white
 noise would read 0. The last line gives how much the decoder uses each channel: the PSNR lost
 when that channel alone is held at its mean.

@@ -20,16 +20,13 @@ import json
 
 import torch
 from quality import HELDOUT
+from vae_psnr import psnr
 
 from cinegen.backends.native import NativeBackend
 from cinegen.data import read_captions, to_video
 from cinegen.flow import add_noise
 from cinegen.text import TextEncoder
 from cinegen.world import parse_caption, render
-
-
-def psnr(decoded: torch.Tensor, video: torch.Tensor) -> float:
-    return float(10 * torch.log10(4 / (decoded.clamp(-1, 1) - video).pow(2).mean()))
 
 
 def neighbour_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -71,8 +68,8 @@ def main() -> None:
     for c in range(channels):
         held = x0.clone()
         held[:, c] = 0
-        drops.append(round(full - psnr(model.vae.decode(held), video), 3))
-    print(json.dumps({"benchmark": "latent_channel_decoder_use", "model": args.model, "psnr_db": round(full, 2),
+        drops.append(round(float(full - psnr(model.vae.decode(held), video)), 3))
+    print(json.dumps({"benchmark": "latent_channel_decoder_use", "model": args.model, "psnr_db": round(float(full), 2),
                       "drop_db": drops}))
 
 

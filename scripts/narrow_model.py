@@ -3,9 +3,9 @@
 The inverse of widening (`load_narrower`): the VAE encodes those channels alone and its decoder
 reads the dropped ones as held at their mean; the denoiser (the model's own, or `--denoiser`'s,
 which must already have that many channels, with its sampling defaults) predicts those
-channels alone. Stop 24 found that
-candidates/c16's VAE decodes about as well without its 8 new channels (0.7 dB less on held-out
-clips) and that the evaluator scores its round trips higher without them (0.820 against 0.773):
+channels alone. Stop 24 found that candidates/c16's VAE decodes about as well without its 8 new
+channels (0.7 dB less on held-out clips) and that the evaluator scores its round trips higher
+without them (0.820 against 0.773):
 
     python scripts/narrow_model.py candidates/c16 runs/b8 --channels 8 --denoiser weights
     python scripts/narrow_model.py candidates/c16 runs/c8 --channels 8

@@ -371,3 +371,25 @@ def test_heldout_scenes_never_enter_the_caption_pool(tmp_path, field):
     listed.write_text(pool.captions[0] + "\n")
     without = WorldSource(dataclasses.replace(data, **{field: str(listed)}), seed=0)
     assert pool.scenes[0] not in without.scenes and len(without.scenes) == 50
+
+
+def test_average_models_writes_the_weighted_mean_and_refuses_a_bad_share(tiny_model_dir, tmp_path):
+    from cinegen.backends.native import NativeBackend
+
+    cpu = torch.device("cpu")
+    first = NativeBackend.load(tiny_model_dir, cpu, text_encoder=False)
+    torch.manual_seed(1)
+    other = SpacetimeDiT(first.config.denoiser)
+    NativeBackend.save(tmp_path / "other", first.config, first.vae, other)
+    script = Path(__file__).parents[1] / "scripts" / "average_models.py"
+    run = [sys.executable, str(script), str(tiny_model_dir), str(tmp_path / "other")]
+    subprocess.run(run + [str(tmp_path / "soup"), "--weight", "0.25"], check=True, capture_output=True)
+    soup = NativeBackend.load(tmp_path / "soup", cpu, text_encoder=False)
+    second = NativeBackend.load(tmp_path / "other", cpu, text_encoder=False)
+    for name, value in soup.dit.state_dict().items():  # large tensors are fp16 in the file
+        want = 0.75 * first.dit.state_dict()[name] + 0.25 * second.dit.state_dict()[name]
+        torch.testing.assert_close(value, want, rtol=1e-3, atol=1e-3)
+    assert_same_weights(soup.vae.state_dict(), first.vae.state_dict())
+    bad = subprocess.run(run + [str(tmp_path / "bad"), "--weight", "1.5"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--weight 1.5" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "bad").exists()

@@ -215,16 +215,42 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"config file {str(path)!r} does not exist")
-        text = path.read_text()
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        return cls.from_dict(data)
+        """Read a TOML or JSON config. A top-level `base = "other.toml"` (relative to this file)
+        starts from that config and overrides only the keys given here, tables key by key, so a
+        follow-up run states what it changes instead of copying the whole recipe."""
+        return cls.from_dict(_read_with_bases(Path(path), ()))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         return _build(cls, data)
+
+
+def _read_with_bases(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"config file {str(path)!r} does not exist")
+    if path.resolve() in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path.resolve()))
+        raise UserError(f"config {str(path)!r} is its own base ({chain}); a base chain must end")
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"config file {str(path)!r} does not parse: {err}") from None
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise UserError(f"config {str(path)!r}: base must be a file name, got {base!r}")
+    return _merge(_read_with_bases(path.parent / base, (*seen, path.resolve())), data)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = _merge(merged[key], value)
+        merged[key] = value
+    return merged
 
 
 def _build(cls: type, data: dict[str, Any]):

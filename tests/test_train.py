@@ -356,6 +356,27 @@ def test_every_shipped_config_loads_and_has_buckets(path):
     assert {b.latent_frames for b in buckets} == set(cfg.data.latent_frames)  # every length fits max_seconds
 
 
+def test_a_config_with_a_base_overrides_only_what_it_states(tmp_path):
+    (tmp_path / "base.toml").write_text('stage = "denoiser"\nlr = 2e-4\nseed = 3\n'
+                                        "[data]\nfps = [8.0]\nmax_objects = 2\n")
+    (tmp_path / "next.toml").write_text('base = "base.toml"\nseed = 4\n[data]\nmax_objects = 1\n')
+    cfg = TrainConfig.load(tmp_path / "next.toml")
+    assert (cfg.stage, cfg.lr, cfg.seed) == ("denoiser", 2e-4, 4)
+    assert (cfg.data.fps, cfg.data.max_objects) == ((8.0,), 1)  # tables merge key by key
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('base = "loop.toml"\n', "is its own base"),
+    ('base = "missing.toml"\n', "does not exist"),
+    ("base = 3\n", "base must be a file name"),
+    ("lr = \n", "does not parse"),
+])
+def test_bad_config_bases_are_one_line_errors(tmp_path, text, message):
+    (tmp_path / "loop.toml").write_text(text)
+    with pytest.raises(UserError, match=message):
+        TrainConfig.load(tmp_path / "loop.toml")
+
+
 def test_buckets_leave_out_clips_longer_than_max_seconds():
     data = dataclasses.replace(TINY_DATA, latent_frames=(1, 5), fps=(8.0,), max_seconds=1.0)
     assert {b.latent_frames for b in make_buckets(data, 4)} == {1}  # 17 frames at 8 fps = 2.1 s

@@ -21,6 +21,6 @@ vae_run="$runs/new-latents-vae"
 dit_run="$runs/new-latents-dit"
 $python -m cinegen train --config "$vae_config" --out-dir "$vae_run" --minutes "$vae_minutes" --cooldown "$cooldown" >"$dest/vae.log" 2>&1
 # The denoiser's config, with its latent cache encoded by the new VAE.
-sed "s#^autoencoder_from = .*#autoencoder_from = \"$vae_run\"#" "$dit_config" >"$dest/dit.toml"
+printf 'base = "%s"\nautoencoder_from = "%s"\n' "$(realpath "$dit_config")" "$vae_run" >"$dest/dit.toml"
 $python -m cinegen train --config "$dest/dit.toml" --out-dir "$dit_run" --minutes "$dit_minutes" --cooldown "$cooldown" >"$dest/dit.log" 2>&1
 $python -m cinegen train --export "$dest/model" --run "$dit_run" --autoencoder "$vae_run"

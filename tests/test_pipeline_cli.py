@@ -9,7 +9,7 @@ import torch
 from cinegen.cli import main
 from cinegen.errors import UserError
 from cinegen.media import read_metadata, read_video, write_video
-from cinegen.pipeline import GenerateRequest, Pipeline
+from cinegen.pipeline import GenerateRequest, Pipeline, to_uint8
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +165,16 @@ def test_a_prompt_is_encoded_once_and_alike_in_any_batch(pipe, monkeypatch):
     torch.testing.assert_close(batch.tokens[1:2], again.tokens)
     assert not torch.equal(batch.tokens[0], batch.tokens[1])
     assert batch.tokens.shape[0] == batch.mask.shape[0] == batch.pooled.shape[0] == batch.fps.shape[0] == 3
+
+
+def test_decoded_pixels_hold_through_sub_level_changes_and_follow_real_ones():
+    # A still gray background at 127.5 levels that the "decoder" redraws within ±0.4 levels.
+    video = (torch.rand(1, 3, 9, 8, 8, generator=torch.Generator().manual_seed(0)) - 0.5) * (0.8 / 127.5)
+    video[:, :, 5:, 0, 0] += 10 / 127.5  # one pixel really changes, by 10 levels, at frame 5
+    plain, steady = to_uint8(video)[0].astype(int), to_uint8(video, hold=1.0)[0].astype(int)
+    assert (np.diff(plain[:, 1:, 1:], axis=0) != 0).any()  # rounding alone toggles
+    assert (np.diff(steady[:, 1:, 1:], axis=0) == 0).all()
+    assert steady[5, 0, 0, 0] - steady[4, 0, 0, 0] >= 9 and (steady[0] == plain[0]).all()
+    levels = ((video + 1) * 127.5)[0].permute(1, 2, 3, 0).numpy()
+    assert np.abs(steady - levels).max() <= 1.0 + 1e-4  # never more than `hold` off
+

@@ -6,7 +6,7 @@ or clips the model generates from the first N training captions (objects as the 
 them). 128×128, 17 frames, seed 0. One JSON line each:
 
     python flicker_where.py --model ../../../weights --clips 16 --source round_trip
-    python flicker_where.py --model ../../../weights --clips 16 --source generated
+    python flicker_where.py --model ../../../weights --clips 16 --source generated [--hold 0]
 """
 
 import argparse
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from scipy.ndimage import distance_transform_edt
 
+import cinegen.pipeline
 from cinegen.data import read_captions, to_video
 from cinegen.pipeline import GenerateRequest, Pipeline, to_uint8
 from cinegen.world import parse_caption, render
@@ -50,7 +51,10 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--clips", type=int, default=16)
     parser.add_argument("--source", choices=("round_trip", "generated"), default="round_trip")
+    parser.add_argument("--hold", type=float, default=cinegen.pipeline.HOLD_LEVELS,
+                        help="generated clips: pipeline.HOLD_LEVELS (0 = plain rounding, as before stop 27)")
     args = parser.parse_args()
+    cinegen.pipeline.HOLD_LEVELS = args.hold
     torch.set_num_threads(1)
     by_distance = np.zeros((len(DISTANCES) - 1, 2))  # summed change, pixels
     by_change = np.zeros((len(CHANGES) - 1, 2))
@@ -72,7 +76,7 @@ def main() -> None:
                  "mean_change": round(s / max(n, 1), 3), "share_of_flicker": round(s / total, 3)}
                 for (s, n), lo, hi in zip(table, edges[:-1], edges[1:])]
 
-    print(json.dumps({"benchmark": "flicker_where", "source": args.source, "clips": args.clips,
+    print(json.dumps({"benchmark": "flicker_where", "source": args.source, "clips": args.clips, "hold": args.hold,
                       "flicker": round(total / pixels, 4), "by_distance_px": rows(by_distance, DISTANCES),
                       "by_change_levels": rows(by_change, CHANGES)}), flush=True)
 

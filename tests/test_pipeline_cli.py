@@ -177,4 +177,3 @@ def test_decoded_pixels_hold_through_sub_level_changes_and_follow_real_ones():
     assert steady[5, 0, 0, 0] - steady[4, 0, 0, 0] >= 9 and (steady[0] == plain[0]).all()
     levels = ((video + 1) * 127.5)[0].permute(1, 2, 3, 0).numpy()
     assert np.abs(steady - levels).max() <= 1.0 + 1e-4  # never more than `hold` off
-

@@ -371,8 +371,8 @@ def test_a_config_with_a_base_overrides_only_what_it_states(tmp_path):
     ("base = 3\n", "base must be a file name"),
     ("lr = \n", "does not parse"),
 ])
-def test_bad_config_bases_are_one_line_errors(tmp_path, text, message):
-    (tmp_path / "loop.toml").write_text(text)
+def test_bad_configs_and_bases_are_one_line_errors(tmp_path, text, message):
+    (tmp_path / "loop.toml").write_text(text)  # named so that its first case is its own base
     with pytest.raises(UserError, match=message):
         TrainConfig.load(tmp_path / "loop.toml")
 

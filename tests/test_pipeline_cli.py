@@ -171,7 +171,7 @@ def test_decoded_pixels_hold_through_sub_level_changes_and_follow_real_ones():
     # A still gray background at 127.5 levels that the "decoder" redraws within ±0.4 levels.
     video = (torch.rand(1, 3, 9, 8, 8, generator=torch.Generator().manual_seed(0)) - 0.5) * (0.8 / 127.5)
     video[:, :, 5:, 0, 0] += 10 / 127.5  # one pixel really changes, by 10 levels, at frame 5
-    plain, steady = to_uint8(video)[0].astype(int), to_uint8(video, hold=1.0)[0].astype(int)
+    plain, steady = to_uint8(video, hold=0.0)[0].astype(int), to_uint8(video, hold=1.0)[0].astype(int)
     assert (np.diff(plain[:, 1:, 1:], axis=0) != 0).any()  # rounding alone toggles
     assert (np.diff(steady[:, 1:, 1:], axis=0) == 0).all()
     assert steady[5, 0, 0, 0] - steady[4, 0, 0, 0] >= 9 and (steady[0] == plain[0]).all()

@@ -5,7 +5,7 @@ VAE round trips of the first N held-out captions' world clips (objects from the 
 or clips the model generates from the first N training captions (objects as the detector sees
 them). 128×128, 17 frames, seed 0. One JSON line each:
 
-    python flicker_where.py --model ../../../weights --clips 16 --source round_trip
+    python flicker_where.py --model ../../../weights --clips 16 --source round_trip --hold 0
     python flicker_where.py --model ../../../weights --clips 16 --source generated [--hold 0]
 """
 
@@ -35,7 +35,8 @@ def clips(source: str, model: str, count: int):
         for i, caption in enumerate(read_captions(BENCHMARKS / "heldout_captions.txt")[:count]):
             clip = render(parse_caption(caption), width=128, height=128, fps=8, num_frames=17, seed=1000 * i)
             with torch.no_grad():
-                frames = to_uint8(vae.decode_chunked(vae.encode(to_video(clip.frames)[None])).clamp(-1, 1))[0]
+                latent = vae.encode(to_video(clip.frames)[None])
+                frames = to_uint8(vae.decode_chunked(latent).clamp(-1, 1))[0]
             masks = [np.any([o.mask for o in truth.objects if o.mask is not None] + [np.zeros((128, 128), bool)], axis=0)
                      for truth in clip.truth]
             yield frames, masks
@@ -52,7 +53,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=16)
     parser.add_argument("--source", choices=("round_trip", "generated"), default="round_trip")
     parser.add_argument("--hold", type=float, default=cinegen.pipeline.HOLD_LEVELS,
-                        help="generated clips: pipeline.HOLD_LEVELS (0 = plain rounding, as before stop 27)")
+                        help="pipeline.HOLD_LEVELS (0 = plain rounding, as before stop 27)")
     args = parser.parse_args()
     cinegen.pipeline.HOLD_LEVELS = args.hold
     torch.set_num_threads(1)

@@ -3,7 +3,7 @@
 Each step is the trainer's own (`train.denoiser_loss` on a random canvas, backward, clipping,
 AdamW, under the trainer's autocast) on random latents of one clip shape, so it measures the
 model and the step's host-side work, not the data loader. `host_share` is the part of a step
-spent building the canvas masks on the CPU (one Python call per clip), measured alone.
+spent building the canvas masks on the CPU (`train.random_canvas_masks`), measured alone.
 
     python benchmarks/train_speed.py --batches 16,64          # CPU
     python benchmarks/train_speed.py --batches 128,512,1024   # on a GPU (bf16 autocast)
@@ -16,10 +16,9 @@ import time
 import torch
 
 from cinegen.backends.native import NativeBackend
-from cinegen.canvas import random_training_mask
 from cinegen.config import TrainConfig
 from cinegen.text import TextEmbedding
-from cinegen.train import autocast, denoiser_loss
+from cinegen.train import autocast, denoiser_loss, random_canvas_masks
 
 
 def synchronize(device: torch.device) -> None:
@@ -67,9 +66,7 @@ def main() -> None:
         synchronize(device)
         seconds = (time.perf_counter() - started) / args.steps
         started = time.perf_counter()
-        for _ in range(batch):
-            if torch.rand(1, generator=generator).item() < cfg.canvas_share:
-                random_training_mask((t_len, h // p, w // p), generator)
+        random_canvas_masks(batch, (t_len, h // p, w // p), cfg.canvas_share, generator)
         host = time.perf_counter() - started
         tokens = batch * t_len * (h // p) * (w // p)
         print(json.dumps({"benchmark": "train_speed", "device": torch.cuda.get_device_name() if device.type == "cuda"

@@ -180,6 +180,17 @@ def autoencoder_loss(vae: nn.Module, video: torch.Tensor, kl_weight: float, gene
     return loss, {"l1": error.abs().mean().item(), "psnr": psnr}
 
 
+def random_canvas_masks(batch: int, grid: tuple[int, int, int], share: float, generator: torch.Generator
+                        ) -> torch.Tensor:
+    """(batch, *grid) condition masks: a random training mask (DESIGN.md's canvas tasks) in about
+    `share` of the clips, nothing known in the rest. Built on the CPU, one clip at a time."""
+    masks = torch.zeros(batch, *grid)
+    for i in range(batch):
+        if torch.rand(1, generator=generator).item() < share:
+            masks[i] = random_training_mask(grid, generator)
+    return masks
+
+
 def denoiser_loss(dit: nn.Module, x0: torch.Tensor, text: TextEmbedding, fps: torch.Tensor, cfg: TrainConfig,
                   generator: torch.Generator, objects: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Rectified-flow loss on a random canvas: known tokens carry t = 0 (or, with
@@ -196,11 +207,7 @@ def denoiser_loss(dit: nn.Module, x0: torch.Tensor, text: TextEmbedding, fps: to
     if per_frame.any() and t_len > 1:
         frame_t = sample_logit_normal(int(per_frame.sum()) * t_len, generator).view(-1, t_len, 1, 1)
         t_tokens[per_frame] = frame_t.expand(-1, t_len, *grid[1:]).to(x0.device)
-    masks = torch.zeros(b, *grid)
-    for i in range(b):
-        if torch.rand(1, generator=generator).item() < cfg.canvas_share:
-            masks[i] = random_training_mask(grid, generator)
-    masks = masks.to(x0.device)
+    masks = random_canvas_masks(b, grid, cfg.canvas_share, generator).to(x0.device)
     noise = torch.randn(x0.shape, generator=generator).to(x0.device)
     known_t = torch.zeros_like(t_tokens)
     if cfg.context_noise > 0:  # drawn last, so masks and noise stay those of a run without it

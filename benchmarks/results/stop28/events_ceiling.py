@@ -1,7 +1,8 @@
 """What the VAE alone keeps of the held-out event scenes: each of the 24 captions of
-benchmarks/heldout_event_captions.txt rendered at the model's default size and fps for 1 + 4k frames (33 at 8 fps) (as
-`tasks.py --events` generates them), passed through the model's VAE (encode, decode) and scored
-by `cinegen eval` like a generated clip. A denoiser on these latents can do no better.
+benchmarks/heldout_event_captions.txt rendered at the model's default size and fps, as many
+frames as `tasks.py --events` generates (4 s: 33 at 8 fps), passed through the model's VAE
+(encode, decode) and scored by `cinegen eval` like a generated clip. A denoiser on these latents
+can do no better.
 
     python events_ceiling.py --model ../../../weights > events_ceiling_weights.jsonl
 """
@@ -34,7 +35,7 @@ d = pipe.backend.config.sampling
 rows = []
 for caption in read_captions(EVENT_CAPTIONS):
     frames = render(parse_caption(caption), width=d.width, height=d.height, fps=d.fps,
-                    num_frames=1 + 4 * round(4 * d.fps / 4)).frames
+                    num_frames=1 + 4 * max(1, round((4 * d.fps - 1) / 4))).frames  # as the pipeline sizes 4 s
     if args.source == "round_trip":
         frames = vae_round_trip(pipe, frames)
     m = evaluate_clip(frames, d.fps, caption)

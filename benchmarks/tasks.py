@@ -39,6 +39,9 @@ def adherence_parts(metrics: dict) -> dict:
 # Held-out scenes with events (8 trails, 8 eaten dots, 8 walls), none in a training pool
 # (`DataConfig.heldout_events`).
 EVENT_CAPTIONS = Path(__file__).with_name("heldout_event_captions.txt")
+# What an event clip reports: events_right says the event the caption names happened (a trail of
+# its color, its dots eaten, hidden behind the wall); the next four whether what happened lasts.
+EVENT_KEYS = ("events_right", "reappeared", "identity_kept", "trail_persistence", "dots_stay_gone", "adherence")
 
 
 def emit(row: dict) -> None:
@@ -212,10 +215,16 @@ class Bench:
     def events(self, caption: str) -> dict:
         frames, secs = self.run(prompt=caption, seconds=4)
         m = evaluate_clip(frames, self.fps, caption)
-        # events_right: the event the caption names happened (a trail of its color, its dots eaten,
-        # hidden behind the wall); the other three say whether what happened lasts.
-        keys = ("events_right", "reappeared", "identity_kept", "trail_persistence", "dots_stay_gone", "adherence")
-        return {k: m.get(k) for k in keys} | {"parts": adherence_parts(m), "seconds": secs}
+        return {k: m.get(k) for k in EVENT_KEYS} | {"parts": adherence_parts(m), "seconds": secs}
+
+
+def events_summary(rows: list[dict]) -> dict:
+    """Each of EVENT_KEYS' mean over the rows that have it, and how many do."""
+    summary = {}
+    for key in EVENT_KEYS:
+        summary[key] = mean_of(rows, key)
+        summary[f"{key}_clips"] = sum(r.get(key) is not None for r in rows)
+    return summary
 
 
 def guarded(fn, *args) -> dict:
@@ -369,12 +378,7 @@ def main() -> None:
                 row = {"task": "events", "caption": caption} | guarded(bench.events, caption)
                 emit(row)
                 event_rows.append(row)
-            summary = {"task": "events_summary", "clips": len(event_rows)}
-            for key in ("events_right", "reappeared", "identity_kept", "trail_persistence", "dots_stay_gone",
-                        "adherence"):
-                summary[key] = mean_of(event_rows, key)
-                summary[f"{key}_clips"] = sum(r.get(key) is not None for r in event_rows)
-            emit(summary)
+            emit({"task": "events_summary", "clips": len(event_rows)} | events_summary(event_rows))
 
 
 if __name__ == "__main__":

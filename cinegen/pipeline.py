@@ -177,6 +177,12 @@ class GenerationResult:
         return self.videos[0]
 
 
+def frame_count(seconds: float, fps: float, time_factor: int) -> int:
+    """The 1 + time_factor·k frames (at least 1 + time_factor) closest to `seconds` at `fps`: the
+    lengths the causal VAE encodes whole."""
+    return 1 + time_factor * max(1, round((seconds * fps - 1) / time_factor))
+
+
 def resolve_device(device: str | None) -> torch.device:
     if device in (None, "auto"):
         if torch.cuda.is_available():
@@ -315,7 +321,7 @@ class Pipeline:
             seconds = float(req.seconds if req.seconds is not None else TASK_SECONDS.get(req.task, d.seconds))
             if not 0.0 < seconds <= MAX_SECONDS:
                 raise UserError(f"seconds {seconds:g} is outside (0, {MAX_SECONDS:g}]")
-            frames = 1 + f * max(1, round((seconds * fps - 1) / f))
+            frames = frame_count(seconds, fps, f)
         s, m = self.backend.spatial_factor, self.backend.size_multiple
         render = (-(-width // m) * m, -(-height // m) * m)
         latent = (1 + (frames - 1) // f, render[1] // s, render[0] // s)
@@ -896,7 +902,7 @@ def storyboard(job: _Job, seed: int) -> np.ndarray:
     """Shots one after another with cuts between them; the same seed for every shot, so an object
     described the same way in two shots is drawn from the same noise."""
     shots = job.prep.shots
-    lengths = [1 + job.f * max(1, round((s.seconds * job.g.fps - 1) / job.f)) for s in shots]
+    lengths = [frame_count(s.seconds, job.g.fps, job.f) for s in shots]
     job.passes(sum(long_video_passes(job, n) if n > job.frames_of(LONG_WINDOW_LATENTS) else 1 for n in lengths))
     return np.concatenate([long_video(job, s.prompt, n, seed) for s, n in zip(shots, lengths, strict=True)])
 

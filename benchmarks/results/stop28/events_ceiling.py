@@ -15,14 +15,12 @@ from pathlib import Path
 import torch
 
 from cinegen.evaluate import evaluate_clip
-from cinegen.pipeline import Pipeline
+from cinegen.pipeline import Pipeline, frame_count
 from cinegen.world import parse_caption, render
 
 sys.path.insert(0, str(Path(__file__).parents[2]))
 from quality import vae_round_trip  # noqa: E402
-from tasks import EVENT_CAPTIONS, read_captions  # noqa: E402
-
-KEYS = ("events_right", "reappeared", "identity_kept", "trail_persistence", "dots_stay_gone", "adherence")
+from tasks import EVENT_CAPTIONS, EVENT_KEYS, events_summary, read_captions  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--model", default="weights")
@@ -35,16 +33,12 @@ d = pipe.backend.config.sampling
 rows = []
 for caption in read_captions(EVENT_CAPTIONS):
     frames = render(parse_caption(caption), width=d.width, height=d.height, fps=d.fps,
-                    num_frames=1 + 4 * max(1, round((4 * d.fps - 1) / 4))).frames  # as the pipeline sizes 4 s
+                    num_frames=frame_count(4, d.fps, pipe.backend.time_factor)).frames
     if args.source == "round_trip":
         frames = vae_round_trip(pipe, frames)
     m = evaluate_clip(frames, d.fps, caption)
-    row = {"caption": caption} | {k: m.get(k) for k in KEYS}
+    row = {"caption": caption} | {k: m.get(k) for k in EVENT_KEYS}
     rows.append(row)
     print(json.dumps(row), flush=True)
-summary = {"benchmark": "events_vae_ceiling", "model": args.model, "source": args.source, "clips": len(rows)}
-for k in KEYS:
-    vals = [r[k] for r in rows if r[k] is not None]
-    summary[k] = round(sum(vals) / len(vals), 4) if vals else None
-    summary[f"{k}_clips"] = len(vals)
-print(json.dumps(summary))
+print(json.dumps({"benchmark": "events_vae_ceiling", "model": args.model, "source": args.source, "clips": len(rows)}
+                 | events_summary(rows)))

@@ -279,7 +279,7 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
         torch.set_num_threads(cfg.threads)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model_cfg: ModelConfig = copy.deepcopy(MODEL_PRESETS[cfg.model])
+    model_cfg = run_model_config(cfg)
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     tf = model_cfg.autoencoder.time_factor
 
@@ -432,6 +432,18 @@ def share_of_time_left(deadline: float, started: float, rt: Runtime) -> float:
     return float(shared.item())
 
 
+def run_model_config(cfg: TrainConfig) -> ModelConfig:
+    """The model a run trains and exports: its preset, with the sampling defaults (size, steps,
+    guidance) of the model directory it starts from, if any, so that a fine-tune of the shipped
+    model renders as that model does and not at the preset's size."""
+    from cinegen.backends.native import read_config
+
+    model_cfg = copy.deepcopy(MODEL_PRESETS[cfg.model])
+    if cfg.init_from:
+        model_cfg.sampling = read_config(cfg.init_from).sampling
+    return model_cfg
+
+
 def init_weights(model_dir: str, stage: str) -> dict:
     """A fresh run's starting weights from a model directory: its VAE or its denoiser."""
     from cinegen.backends.native import NativeBackend
@@ -477,7 +489,7 @@ def export(run_dir: str | Path, target: str | Path, autoencoder: str | None = No
     else:
         state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
         cfg = TrainConfig.from_dict(state["config"])
-        model_cfg = copy.deepcopy(MODEL_PRESETS[cfg.model])
+        model_cfg = run_model_config(cfg)
         dit = SpacetimeDiT(model_cfg.denoiser)
         dit.load_state_dict(state["ema"])
         vae = load_autoencoder(cfg.autoencoder_from, model_cfg.autoencoder)

@@ -106,6 +106,23 @@ def test_fresh_run_starts_from_a_model_directory(vae_run, tmp_path):
         assert_same_weights(weights(run), module.state_dict())
 
 
+def test_fine_tune_exports_the_sampling_defaults_of_the_model_it_started_from(vae_run, tmp_path):
+    """Not the preset's: a fine-tune of the shipped model must render at the size and steps the
+    shipped model does, or averaging it with that model silently changes the defaults."""
+    from cinegen.backends.native import read_config
+
+    start = tmp_path / "dit"
+    train(config(start, stage="denoiser", steps=1, autoencoder_from=str(vae_run)))
+    config_path = start / "model" / "config.json"
+    model_config = json.loads(config_path.read_text())
+    model_config["sampling"] |= {"width": 80, "height": 48, "steps": 7}
+    config_path.write_text(json.dumps(model_config))
+    tune = tmp_path / "tune"
+    train(config(tune, stage="denoiser", steps=1, autoencoder_from=str(vae_run), init_from=str(start / "model")))
+    assert read_config(tune / "model").sampling == read_config(start / "model").sampling
+    assert read_config(tune / "model").sampling != MODEL_PRESETS["test"].sampling
+
+
 def test_init_from_fewer_latent_channels_starts_as_that_model():
     """Widening to more latent channels preserves the function: the VAE reconstructs as before,
     the denoiser predicts the old channels as before whatever the new ones hold; a checkpoint

@@ -34,6 +34,18 @@ class NativeContext:
     fps: torch.Tensor  # (B,)
 
 
+def read_config(model_dir: str | Path) -> ModelConfig:
+    """The `ModelConfig` of a model directory, checking that its weights file is there too."""
+    model_dir = Path(model_dir)
+    config_path, weights_path = model_dir / CONFIG_FILE, model_dir / WEIGHTS_FILE
+    if not config_path.is_file() or not weights_path.is_file():
+        raise UserError(f"model directory {str(model_dir)!r} needs {CONFIG_FILE} and {WEIGHTS_FILE}")
+    try:
+        return ModelConfig.from_dict(json.loads(config_path.read_text()))
+    except (json.JSONDecodeError, TypeError) as e:
+        raise UserError(f"{str(config_path)!r} is not a valid cinegen model config ({e})") from None
+
+
 class NativeBackend:
     def __init__(
         self,
@@ -73,13 +85,7 @@ class NativeBackend:
         text_encoder: bool = True,
     ) -> NativeBackend:
         model_dir = Path(model_dir)
-        config_path, weights_path = model_dir / CONFIG_FILE, model_dir / WEIGHTS_FILE
-        if not config_path.is_file() or not weights_path.is_file():
-            raise UserError(f"model directory {str(model_dir)!r} needs {CONFIG_FILE} and {WEIGHTS_FILE}")
-        try:
-            config = ModelConfig.from_dict(json.loads(config_path.read_text()))
-        except (json.JSONDecodeError, TypeError) as e:
-            raise UserError(f"{str(config_path)!r} is not a valid cinegen model config ({e})") from None
+        config, weights_path = read_config(model_dir), model_dir / WEIGHTS_FILE
         # Build on the meta device (no memory, no init work), then take the stored tensors as-is.
         with torch.device("meta"):
             vae, dit = CausalVAE(config.autoencoder), SpacetimeDiT(config.denoiser)

@@ -13,16 +13,24 @@ from cinegen.evaluate import evaluate_clip
 from cinegen.pipeline import Pipeline, to_uint8, to_video_tensor
 from cinegen.world import parse_caption, render
 
-torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 2)
-pipe = Pipeline.load(sys.argv[1], device="cpu")
-caps = read_captions("benchmarks/results/stop10/validation_captions_1.txt")[: int(sys.argv[2])]
-rows, psnrs = [], []
-for i, cap in enumerate(caps):
-    clip = render(parse_caption(cap), width=128, height=128, fps=8, num_frames=17, seed=1000 * i).frames
-    with torch.inference_mode():
-        out = to_uint8(pipe.backend.decode_latent(pipe.backend.encode_video(to_video_tensor(clip))))[0]
-    mse = ((out.astype(np.float32) - clip.astype(np.float32)) ** 2).mean()
-    psnrs.append(10 * np.log10(255 ** 2 / mse))
-    rows.append(evaluate_clip(out, 8.0, cap))
-keys = ("adherence", "shape_right", "motion_right", "flicker")
-print(json.dumps({"model": sys.argv[1], "psnr": round(float(np.mean(psnrs)), 2), **{k: round(float(np.mean([r[k] for r in rows if r.get(k) is not None])), 4) for k in keys}}), flush=True)
+CAPTIONS = "benchmarks/results/stop10/validation_captions_1.txt"
+
+
+def round_trip_scores(pipe: Pipeline, clips: int) -> dict:
+    """Mean PSNR, adherence, shape, motion and flicker of `clips` round trips through pipe's VAE."""
+    rows, psnrs = [], []
+    for i, caption in enumerate(read_captions(CAPTIONS)[:clips]):
+        clip = render(parse_caption(caption), width=128, height=128, fps=8, num_frames=17, seed=1000 * i).frames
+        with torch.inference_mode():
+            out = to_uint8(pipe.backend.decode_latent(pipe.backend.encode_video(to_video_tensor(clip))))[0]
+        mse = ((out.astype(np.float32) - clip.astype(np.float32)) ** 2).mean()
+        psnrs.append(10 * np.log10(255**2 / mse))
+        rows.append(evaluate_clip(out, 8.0, caption))
+    keys = ("adherence", "shape_right", "motion_right", "flicker")
+    means = {k: round(float(np.mean([r[k] for r in rows if r.get(k) is not None])), 4) for k in keys}
+    return {"psnr": round(float(np.mean(psnrs)), 2), **means}
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 2)
+    print(json.dumps({"model": sys.argv[1], **round_trip_scores(Pipeline.load(sys.argv[1], device="cpu"), int(sys.argv[2]))}))

@@ -4,14 +4,18 @@ PSNR, flicker, adherence:
 """
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from cinegen.data import read_captions
 from cinegen.evaluate import evaluate_clip
-from cinegen.pipeline import Pipeline, to_uint8, to_video_tensor
+from cinegen.pipeline import Pipeline
 from cinegen.world import parse_caption, render
+
+sys.path.insert(0, str(Path(__file__).parents[2]))  # benchmarks/, for quality.py's round trip and means
+from quality import mean_of, vae_round_trip  # noqa: E402
 
 CAPTIONS = "benchmarks/results/stop10/validation_captions_1.txt"
 
@@ -21,13 +25,11 @@ def round_trip_scores(pipe: Pipeline, clips: int) -> dict:
     rows, psnrs = [], []
     for i, caption in enumerate(read_captions(CAPTIONS)[:clips]):
         clip = render(parse_caption(caption), width=128, height=128, fps=8, num_frames=17, seed=1000 * i).frames
-        with torch.inference_mode():
-            out = to_uint8(pipe.backend.decode_latent(pipe.backend.encode_video(to_video_tensor(clip))))[0]
+        out = vae_round_trip(pipe, clip)
         mse = ((out.astype(np.float32) - clip.astype(np.float32)) ** 2).mean()
         psnrs.append(10 * np.log10(255**2 / mse))
         rows.append(evaluate_clip(out, 8.0, caption))
-    keys = ("adherence", "shape_right", "motion_right", "flicker")
-    means = {k: round(float(np.mean([r[k] for r in rows if r.get(k) is not None])), 4) for k in keys}
+    means = {k: mean_of(rows, k) for k in ("adherence", "shape_right", "motion_right", "flicker")}
     return {"psnr": round(float(np.mean(psnrs)), 2), **means}
 
 

@@ -4,6 +4,7 @@ jobs from submit to a playable mp4, auth and isolation, idempotency, cancel, quo
 from __future__ import annotations
 
 import io
+import json
 import struct
 import time
 import zipfile
@@ -275,6 +276,22 @@ def test_follow_ups_build_on_a_finished_video(alice: httpx.Client) -> None:
         assert end["status"] == "completed", end
 
 
+def test_a_follow_up_owns_its_copy_of_the_source(alice: httpx.Client) -> None:
+    source = wait_for(alice, alice.post("/v1/videos", json=SMALL).json()["id"])
+    headers = {"Idempotency-Key": f"extend-{source['id']}"}
+    first = alice.post(f"/v1/videos/{source['id']}/extend", json={"seconds": 1}, headers=headers)
+    retry = alice.post(f"/v1/videos/{source['id']}/extend", json={"seconds": 1}, headers=headers)
+    assert retry.status_code == 200 and retry.json()["id"] == first.json()["id"]
+    assert wait_for(alice, first.json()["id"])["status"] == "completed"
+    assert alice.delete(f"/v1/videos/{first.json()['id']}").json()["deleted"]
+    # Neither the replay nor deleting the extension took the source's file.
+    assert alice.get(f"/v1/videos/{source['id']}/content").status_code == 200
+
+    loop = alice.post(f"/v1/videos/{source['id']}/loop", json={}).json()
+    assert alice.delete(f"/v1/videos/{source['id']}").json()["deleted"]
+    assert wait_for(alice, loop["id"])["status"] == "completed"  # its source gone, it still has its copy
+
+
 # ----------------------------------------------------------------------------- bad input: always 4xx JSON
 
 
@@ -290,6 +307,14 @@ def test_bad_requests_are_json_errors(alice: httpx.Client) -> None:
     assert_error(alice.post("/v1/videos", json={**SMALL, "seconds": 1e9}), 422)
     assert_error(alice.post("/v1/videos", json={**SMALL, "size": "64x64", "aspect": "16:9"}), 422)
     assert_error(alice.post("/v1/videos", json={**SMALL, "task": "edit"}), 422)  # edit needs a video
+    assert_error(alice.post("/v1/videos", json={**SMALL, "prompt": "   "}), 422, "invalid_request")
+    assert_error(alice.post("/v1/videos", json={**SMALL, "size": None, "aspect": "99:1"}), 422)
+    deep = b'{"prompt": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"  # under the size limit, too deep to parse
+    assert_error(
+        alice.post("/v1/videos", content=deep, headers={"content-type": "application/json"}),
+        400,
+        "invalid_json",
+    )
     assert_error(alice.post("/v1/videos", json={**SMALL, "model": "gpt-video"}), 422)
     assert_error(alice.post("/v1/videos", content=b"prompt=x", headers={"content-type": "text/plain"}), 415)
     assert_error(alice.post("/v1/videos", json={**SMALL, "prompt": "x" * 100_000}), 413, "request_too_large")
@@ -320,6 +345,33 @@ def test_video_upload_for_edit(alice: httpx.Client, tmp_path: Path) -> None:
     )
     assert r.status_code == 201, r.text
     assert r.json()["task"] == "edit"
+
+
+def test_files_a_task_does_not_take_are_refused(alice: httpx.Client, tmp_path: Path) -> None:
+    clip = ("clip.mp4", mp4_bytes(tmp_path), "video/mp4")
+    body = assert_error(post_files(alice, {"video": clip}, task="generate"), 422, "invalid_request")
+    assert "does not take 'video'" in body["message"]
+    image = ("a.png", png_bytes(), "image/png")
+    assert_error(post_files(alice, {"video": clip, "image": image}, task="edit"), 422, "invalid_request")
+
+
+def test_job_errors_and_metadata_do_not_show_server_paths(
+    alice: httpx.Client, server: Server, tmp_path: Path
+) -> None:
+    black_mask = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(black_mask, format="PNG")  # regenerates nothing: the job fails
+    files = {
+        "video": ("clip.mp4", mp4_bytes(tmp_path), "video/mp4"),
+        "mask": ("mask.png", black_mask.getvalue(), "image/png"),
+    }
+    failed = wait_for(alice, post_files(alice, files, task="edit").json()["id"])
+    assert failed["status"] == "failed" and "no white pixels" in failed["error"]["message"]
+    done = wait_for(alice, post_files(alice, {"image": ("a.png", png_bytes(), "image/png")}).json()["id"])
+    assert done["status"] == "completed", done
+    assert done["metadata"]["request"]["image"].startswith("uploads/")
+    root = str(server.storage.resolve())
+    assert root not in failed["error"]["message"] and root not in json.dumps(done["metadata"])
+    assert root.encode() not in alice.get(f"/v1/videos/{done['id']}/content").content
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ import contextlib
 import hashlib
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,6 +21,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cinegen.errors import UserError
+from cinegen.pipeline import parse_aspect
 from cinegen.serve import auth
 from cinegen.serve.db import Job, make_engine, make_sessionmaker
 from cinegen.serve.limits import BodyLimitMiddleware, BodyTooLarge
@@ -45,7 +47,16 @@ from cinegen.serve.uploads import IMAGE_ROLES, VIDEO_ROLES, UploadLimits, save_u
 
 STATIC = Path(__file__).parent / "static"
 FILE_ROLES = IMAGE_ROLES + VIDEO_ROLES
-NEEDS_VIDEO = {"edit": ("video",), "extend": ("video",), "connect": ("video", "video_b"), "loop": ()}
+# The files each task needs and takes, as the pipeline checks them: refused here, before the job
+# queues, rather than failing on a worker.
+NEEDS_FILES = {"edit": ("video",), "extend": ("video",), "connect": ("video", "video_b")}
+TAKES_FILES = {
+    "generate": ("image", "last_image"),
+    "edit": ("video", "mask"),
+    "extend": ("video",),
+    "connect": ("video", "video_b"),
+    "loop": ("video",),
+}
 TASKS = ["generate", "edit", "extend", "connect", "loop"]
 
 
@@ -242,11 +253,13 @@ def create_app(settings: Settings) -> FastAPI:
                 "invalid_request",
                 f"steps {body.steps} is over this server's limit of {settings.max_steps}",
             )
+        # The pipeline's aspect limits, checked now (a UserError answers 422) rather than on a worker.
+        aspect = parse_aspect(body.aspect) if body.aspect is not None else None
         width = height = None
         if body.size is not None:
             width, height = (int(v) for v in body.size.split("x"))
-        elif body.aspect is not None and body.resolution is not None:
-            a, b = (int(v) for v in body.aspect.split(":"))
+        elif aspect is not None and body.resolution is not None:
+            a, b = aspect
             width, height = (
                 (body.resolution * a // b, body.resolution)
                 if a >= b
@@ -258,9 +271,19 @@ def create_app(settings: Settings) -> FastAPI:
                 "invalid_request",
                 f"{width}x{height} is over this server's limit of {settings.max_pixels} pixels per frame",
             )
-        for role in NEEDS_VIDEO.get(body.task, ()):
+        for role in NEEDS_FILES.get(body.task, ()):
             if role not in inputs:
                 raise ApiError(422, "invalid_request", f"task {body.task!r} needs an uploaded {role!r}")
+        for role in inputs:
+            if role not in TAKES_FILES[body.task]:
+                raise ApiError(
+                    422,
+                    "invalid_request",
+                    f"task {body.task!r} does not take {role!r}; it takes "
+                    + ", ".join(TAKES_FILES[body.task]),
+                )
+        if not body.prompt.strip():
+            raise ApiError(422, "invalid_request", "prompt is blank; describe the video to generate")
         params = {
             "prompt": body.prompt,
             "negative": body.negative_prompt or "",
@@ -281,6 +304,15 @@ def create_app(settings: Settings) -> FastAPI:
         }
         return NewJob(settings.model, body.task, body.seconds, params, inputs, source_id)
 
+    @contextlib.contextmanager
+    def removed_on_error(inputs: dict[str, str]) -> Iterator[None]:
+        """Stored inputs belong to the job a request makes: if it makes none, they go."""
+        try:
+            yield
+        except BaseException:
+            storage.remove(list(inputs.values()))
+            raise
+
     def submit(who: auth.Principal, new: NewJob, idem: str | None, fingerprint: Any) -> JSONResponse:
         job, created = queue.submit(who, new, settings.max_queue, idem, request_hash(fingerprint))
         if not created:
@@ -293,7 +325,7 @@ def create_app(settings: Settings) -> FastAPI:
         if ctype == "application/json":
             try:
                 data = json.loads(await request.body())
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
                 raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
             if not isinstance(data, dict):
                 raise ApiError(422, "invalid_request", "the body must be a JSON object")
@@ -368,14 +400,11 @@ def create_app(settings: Settings) -> FastAPI:
     )
     async def create_video(request: Request, who: Who, idempotency_key: IdemKey = None) -> JSONResponse:
         body, inputs, digests = await parse_create(request)
-        try:
+        with removed_on_error(inputs):
             new = build_job(who, body, inputs)
             return await run_in_threadpool(
                 submit, who, new, idempotency_key, [body.model_dump(mode="json"), digests]
             )
-        except BaseException:
-            storage.remove(list(inputs.values()))
-            raise
 
     def follow_up(
         who: auth.Principal, video_id: str, task: str, body: Overrides, idem: str | None, **changes: Any
@@ -406,8 +435,13 @@ def create_app(settings: Settings) -> FastAPI:
             merged = VideoCreate.model_validate(fields)
         except ValidationError as e:
             raise ApiError(422, "invalid_request", _validation_message(e.errors())) from None
-        new = build_job(who, merged, {"video": source.output}, source_id=source.id)
-        return submit(who, new, idem, [task, video_id, body.model_dump(mode="json")])
+        try:
+            inputs = {"video": storage.copy_to_uploads(source.output)}
+        except FileNotFoundError:
+            raise ApiError(404, "not_found", f"the video of {video_id!r} is gone from storage") from None
+        with removed_on_error(inputs):
+            new = build_job(who, merged, inputs, source_id=source.id)
+            return submit(who, new, idem, [task, video_id, body.model_dump(mode="json")])
 
     @app.post(
         "/v1/videos/{video_id}/remix",

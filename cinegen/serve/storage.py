@@ -8,6 +8,8 @@ string can address the file system.
 from __future__ import annotations
 
 import contextlib
+import shutil
+import uuid
 from pathlib import Path
 
 
@@ -32,6 +34,14 @@ class Storage:
         """The final path of a job's output: a function of the job id only, so a re-run
         after a crash overwrites (atomically) instead of adding a second file."""
         return self.videos / f"{job_id}{suffix}"
+
+    def copy_to_uploads(self, rel: str) -> str:
+        """A copy of a stored file under a fresh upload name. A follow-up job (remix, extend, loop)
+        owns a copy of its source video, so deleting either video never takes the other's file."""
+        source = self.absolute(rel)
+        target = self.uploads / f"{uuid.uuid4().hex}{source.suffix}"
+        shutil.copyfile(source, target)
+        return self.relative(target)
 
     def remove(self, rels: list[str]) -> None:
         for rel in rels:

@@ -152,7 +152,7 @@ class Worker:
                 self.queue.release(job.id, self.id)
                 log.info("worker %s: handed back %s", self.id, job.id)
         elif isinstance(exc, UserError):
-            self.queue.finish(job.id, self.id, "failed", "invalid_input", str(exc))
+            self.queue.finish(job.id, self.id, "failed", "invalid_input", self._public(str(exc)))
             log.info("worker %s: %s failed: %s", self.id, job.id, exc)
         else:
             log.error("worker %s: %s crashed:\n%s", self.id, job.id, traceback.format_exc())
@@ -161,8 +161,13 @@ class Worker:
                 self.id,
                 "failed",
                 "internal_error",
-                f"{type(exc).__name__}: {exc}".splitlines()[0][:500],
+                self._public(f"{type(exc).__name__}: {exc}".splitlines()[0][:500]),
             )
+
+    def _public(self, text: str) -> str:
+        """`text` with input paths made relative to the storage root (`uploads/<random name>`):
+        errors and metadata reach the client, where the server keeps its files must not."""
+        return text.replace(f"{self.storage.root}{os.sep}", "")
 
     def _generate(self, job: Job, progress) -> tuple[Any, float, dict]:
         from cinegen.pipeline import GenerateRequest
@@ -180,7 +185,7 @@ class Worker:
                 final(total * 0.2 / 0.95 + step * 0.75 / 0.95, total)
 
         result = pipe.run(req, progress=progress)
-        return result.frames, float(result.fps), dict(result.metadata or {})
+        return result.frames, float(result.fps), self._public_metadata(job, result.metadata)
 
     def _draft(self, job: Job, pipe, req, progress) -> None:
         from cinegen.media import write_video
@@ -194,9 +199,20 @@ class Worker:
         )
         result = pipe.run(quick, progress=progress)
         path = write_video(
-            self.storage.output(job.id, ".draft.mp4"), result.frames, result.fps, result.metadata
+            self.storage.output(job.id, ".draft.mp4"),
+            result.frames,
+            result.fps,
+            self._public_metadata(job, result.metadata),
         )
         self.queue.set_draft(job.id, self.id, self.storage.relative(path))
+
+    def _public_metadata(self, job: Job, metadata: dict | None) -> dict:
+        """The pipeline's metadata with the request's input files named as stored (`uploads/<name>`)
+        instead of by their absolute paths."""
+        metadata = dict(metadata or {})
+        if "request" in metadata:
+            metadata["request"] = {**metadata["request"], **job.inputs}
+        return metadata
 
     def _write(self, job: Job, frames, fps: float, metadata: dict) -> tuple[str, str]:
         from cinegen.media import write_video

@@ -126,9 +126,9 @@ def run_request(args: argparse.Namespace, req) -> int:
         if req.draft:  # the draft's state: its latent beside it, named in the sidecar (cinegen finalize)
             record["draft"] = dict(record["draft"])
             write_draft_state(path, record, result.latents[i : i + 1])
-        write_video(path, frames, result.fps, record)
+        written = write_video(path, frames, result.fps, record)  # frames to .png: the first's file
         write_sidecar(path, record)
-        print(path)
+        print(written)
     return 0
 
 

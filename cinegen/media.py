@@ -106,13 +106,29 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, metadat
         return _write_images(path, frames, comment)
     with _atomic_target(path) as tmp:
         if suffix == ".gif":
-            images = [Image.fromarray(f) for f in frames]
-            duration_ms = max(20, round(1000 / fps))
-            images[0].save(tmp, save_all=True, append_images=images[1:], duration=duration_ms, loop=0,
-                           comment=comment or "")
+            _write_gif(tmp, frames, fps, comment)
         else:
             _write_av(tmp, frames, fps, suffix, comment)
     return path
+
+
+def _write_gif(path: Path, frames: np.ndarray, fps: float, comment: str | None) -> None:
+    # Frame by frame through Pillow's GIF helpers: its `save_all` drops a frame identical to the one
+    # before (adding its time to that one), so a still stretch read back as fewer, longer frames (a
+    # still 33-frame world clip as 1 frame at 0.5 fps). GIF delays are whole hundredths of a second,
+    # and browsers play delays under 2 as 10: each frame ends at its own time rounded, so the clip
+    # keeps its length, at 50 fps at most.
+    from PIL import GifImagePlugin
+
+    images = [Image.fromarray(f).convert("P", palette=Image.Palette.ADAPTIVE) for f in frames]
+    ends = [round(100 * (i + 1) / min(fps, 50)) for i in range(len(frames))]
+    header, _ = GifImagePlugin.getheader(images[0], info={"loop": 0, "comment": comment or ""})
+    with open(path, "wb") as fp:
+        fp.writelines(header)
+        for image, start, end in zip(images, [0, *ends], ends):
+            delay_ms = 10 * (end - start)
+            fp.writelines(GifImagePlugin.getdata(image, duration=delay_ms, include_color_table=True))
+        fp.write(b";")
 
 
 def _write_av(path: Path, frames: np.ndarray, fps: float, suffix: str, comment: str | None) -> None:
@@ -124,7 +140,9 @@ def _write_av(path: Path, frames: np.ndarray, fps: float, suffix: str, comment: 
     fmt = "mp4" if suffix == ".mp4" else "webm"
     import av
 
-    with av.open(str(path), mode="w", format=fmt) as container:
+    # faststart: the index (moov) before the frames, so a browser starts playing before the whole file is in.
+    options = {"movflags": "+faststart"} if fmt == "mp4" else {}
+    with av.open(str(path), mode="w", format=fmt, container_options=options) as container:
         if comment:
             container.metadata["comment"] = comment
         if suffix == ".mp4":
@@ -222,11 +240,18 @@ def read_video(
             _check_pixels(path, stream.codec_context.width, stream.codec_context.height, limits)
             rate = stream.average_rate or stream.guessed_rate or 8
             fps = float(rate)
+            times = []
             for frame in container.decode(stream):
                 _check_pixels(path, frame.width, frame.height, limits)
                 frames.append(frame.to_ndarray(format="rgb24"))
+                times.append(frame.time)
                 if len(frames) >= cap:
                     break
+            # A GIF's delays are whole hundredths, uneven at most rates (8 fps: 12, 13, 12, ...), and
+            # its rate above is its first delay's: the mean over the clip is the rate it was made at.
+            span = times[-1] - times[0] if len(times) > 1 and None not in times else 0.0
+            if container.format.name == "gif" and span > 0:
+                fps = (len(times) - 1) / span
     except UserError:
         raise
     except Exception as e:  # PyAV raises many types for corrupt files
@@ -237,11 +262,17 @@ def read_video(
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The JSON record cinegen stored in an output's container comment (empty if none)."""
+    """The JSON record cinegen stored in an output's container comment, or a png's text (empty if none)."""
+    path = Path(path)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        with Image.open(path) as image:
+            comment = image.info.get("cinegen")
+        return json.loads(comment) if comment else {}
     import av
 
     with av.open(str(path)) as container:
-        comment = container.metadata.get("comment")
+        # Matroska (webm) keeps tag names upper case: the "comment" written reads back as "COMMENT".
+        comment = {k.lower(): v for k, v in container.metadata.items()}.get("comment")
     return json.loads(comment) if comment else {}
 
 

@@ -113,9 +113,10 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     result = pipe.finalize(req, latent[:1], strength, anchor_until, show_progress=not args.quiet)
     seconds = time.perf_counter() - started
     result.metadata["finalize_seconds"] = round(seconds, 3)
-    write_video(output, result.frames, result.fps, result.metadata)
+    # frames to .png: the first's file
+    written = write_video(output, result.frames, result.fps, result.metadata)
     write_sidecar(output, result.metadata)
-    print(output)
+    print(written)
     return 0
 
 

@@ -42,6 +42,28 @@ def test_the_same_frames_make_the_same_mp4(tmp_path):
     assert len(written) == 1
 
 
+def test_a_gif_keeps_still_frames_and_its_rate(tmp_path):
+    """Pillow's save_all dropped a frame identical to the one before: a still 2 s world clip read back as
+    one frame at 0.5 fps. GIF delays are whole hundredths (8 fps: 12, 13, 12, ...)."""
+    frames = np.full((17, 16, 16, 3), 90, np.uint8)
+    write_video(tmp_path / "still.gif", frames, 8.0)
+    read, fps = read_video(tmp_path / "still.gif")
+    assert np.array_equal(read, frames) and fps == 8.0
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".webm", ".gif", ".png"])
+def test_every_format_keeps_its_record(tmp_path, suffix):
+    """webm's tag read back as "COMMENT" and png's text was not read: both gave {}."""
+    record = {"prompt": "a red ball", "seed": 3}
+    path = write_video(tmp_path / f"clip{suffix}", np.zeros((5, 16, 16, 3), np.uint8), 8.0, record)
+    assert read_metadata(path) == record
+
+
+def test_mp4_index_comes_first_for_browsers(tmp_path):
+    data = write_video(tmp_path / "clip.mp4", np.zeros((5, 16, 16, 3), np.uint8), 8.0).read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")
+
+
 def test_batch_variations_match_single_seeds(pipe):
     req = GenerateRequest("a blue square", width=32, height=32, frames=1, seed=5, batch=2)
     batch = pipe.run(req).videos
@@ -106,6 +128,16 @@ def test_cli_png_output_is_an_image(tiny_model_dir, tmp_path):
     assert main(["generate", "a yellow triangle", "--model", str(tiny_model_dir), "-o", str(out), "-q"]) == 0
     frames, _ = read_video(out)
     assert frames.shape == (1, 32, 32, 3)
+
+
+def test_cli_prints_the_files_it_wrote(tiny_model_dir, tmp_path, capsys):
+    """Many frames to .png are numbered files; the CLI printed `frames_0.png`, which does not exist."""
+    out = tmp_path / "frames.png"
+    assert main(["generate", "a yellow triangle", "--model", str(tiny_model_dir), "--frames", "5",
+                 "--batch", "2", "-o", str(out), "-q"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(tmp_path / "frames_0_0000.png"), str(tmp_path / "frames_1_0000.png")]
+    assert (tmp_path / "frames_1_0004.png").is_file() and (tmp_path / "frames_1.json").is_file()
 
 
 @pytest.mark.parametrize("args", [["generate", "", "--frames", "1"], ["generate", "x", "--width", "7"],

@@ -59,11 +59,12 @@ def cmd_render(args: argparse.Namespace) -> int:
         "fps": fps,
         "seconds": seconds,
     }
-    write_video(out, np.stack(clip), fps, metadata={"cinegen": "world", **meta})
+    # frames to .png: the first's file
+    written = write_video(out, np.stack(clip), fps, metadata={"cinegen": "world", **meta})
     if args.truth:
         record = {"caption": args.caption, **meta, **layout.to_json(), "frames": truth}
         _atomic_text(Path(args.truth), json.dumps(record) + "\n")
-    print(out)
+    print(written)
     return 0
 
 

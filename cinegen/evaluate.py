@@ -311,20 +311,26 @@ SUMMARY_KEYS = ("adherence", "color_right", "shape_right", "size_right", "motion
 
 
 def read_prompts(path: str | Path) -> list[dict]:
+    """The rows of a prompts JSONL, each with its clip's file name in "video" (given as "video" or "file")."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"prompts file {str(path)!r} does not exist")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise UserError(f"prompts file {str(path)!r} is not UTF-8 text") from None
     rows = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
             raise UserError(f"{str(path)!r} line {n} is not JSON") from None
-        if not isinstance(row, dict) or "prompt" not in row or not ({"video", "file"} & row.keys()):
-            raise UserError(f"{str(path)!r} line {n} needs 'video' (or 'file') and 'prompt'")
-        rows.append(row)
+        name = (row.get("video") or row.get("file")) if isinstance(row, dict) else None
+        if not isinstance(name, str) or not isinstance(row.get("prompt"), str):
+            raise UserError(f"{str(path)!r} line {n} needs 'video' (or 'file') and 'prompt', both text")
+        rows.append(row | {"video": name})
     return rows
 
 
@@ -338,7 +344,7 @@ def evaluate_folder(folder: str | Path, prompts: str | Path, **kwargs) -> dict:
         raise UserError(f"{str(folder)!r} is not a folder")
     rows = []
     for row in read_prompts(prompts):
-        name = row.get("video") or row.get("file")
+        name = row["video"]
         frames, fps = read_video(folder / name)
         result = evaluate_clip(frames, fps, row["prompt"], **kwargs)
         result["video"] = name

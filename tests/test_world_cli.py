@@ -74,10 +74,14 @@ def test_sample_then_eval_folder(tmp_path, capsys):
         ["eval", "{d}/missing.mp4", "--prompt", "a red ball"],
         ["eval", "{d}/not_video.mp4", "--prompt", "a red ball"],
         ["eval", "{d}/not_video.mp4", "--prompt", "a red ball that zigzags"],
+        ["eval", "{d}", "--prompts", "{d}/numbered.jsonl"],
+        ["eval", "{d}", "--prompts", "{d}/binary.jsonl"],
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv):
     (tmp_path / "not_video.mp4").write_text("not a video")
+    (tmp_path / "numbered.jsonl").write_text('{"video": 5, "prompt": "a red ball"}\n')
+    (tmp_path / "binary.jsonl").write_bytes(b"\x8f\xff\x00")
     before = set(tmp_path.iterdir())
     code = main([a.format(d=tmp_path) for a in argv])
     err = capsys.readouterr().err

@@ -187,6 +187,14 @@ def flicker(frames: np.ndarray, det: Detection) -> float | None:
     return float(np.abs(gray[1:] - gray[:-1])[static].mean())
 
 
+def check_task(task: str, has_reference: bool) -> None:
+    """A known task, with the reference it needs (checked before any clip is read)."""
+    if task not in TASKS:
+        raise UserError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
+    if task in {"image2video", "extend", "extend_backward", "draft"} and not has_reference:
+        raise UserError(f"task {task!r} needs --reference")
+
+
 def task_metrics(
     frames: np.ndarray,
     fps: float,
@@ -196,17 +204,14 @@ def task_metrics(
     joints: list[int] | None = None,
     scene: Scene | None = None,
 ) -> dict:
-    if task not in TASKS:
-        raise UserError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
+    check_task(task, reference is not None)
     out: dict = {}
-    needs_ref = {"image2video", "extend", "extend_backward", "draft"}
-    if task in needs_ref and reference is None:
-        raise UserError(f"task {task!r} needs --reference")
     if reference is not None and reference.ndim == 3:
         reference = reference[None]
     if reference is not None and task != "draft" and reference.shape[1:] != frames.shape[1:]:
         raise UserError(
-            f"reference is {reference.shape[2]}x{reference.shape[1]}, clip is {frames.shape[2]}x{frames.shape[1]}"
+            f"reference is {reference.shape[2]}x{reference.shape[1]}, clip is {frames.shape[2]}x{frames.shape[1]}; "
+            f"task {task!r} needs a reference of the clip's size"
         )
     if task == "image2video":
         out["first_frame_psnr"] = _psnr(frames[0], reference[0])

@@ -88,3 +88,11 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv):
     assert code == 2
     assert err.startswith("cinegen: error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert set(tmp_path.iterdir()) == before  # no partial output
+
+
+@pytest.mark.parametrize(("task", "message"), [("teleport", "unknown task 'teleport'; allowed: image2video"),
+                                               ("extend", "task 'extend' needs --reference")])
+def test_eval_checks_its_task_before_reading_any_clip(tmp_path, capsys, task, message):
+    """A four-minute clip was decoded and detected before a wrong --task was named (here: no clip at all)."""
+    assert main(["eval", str(tmp_path / "unread.mp4"), "--prompt", "a red ball", "--task", task]) == 2
+    assert message in capsys.readouterr().err

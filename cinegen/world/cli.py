@@ -114,9 +114,11 @@ def _table(rows: list[dict], keys: tuple[str, ...]) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from cinegen.evaluate import SUMMARY_KEYS, evaluate_clip, evaluate_folder
+    from cinegen.evaluate import SUMMARY_KEYS, check_task, evaluate_clip, evaluate_folder
     from cinegen.media import read_video
 
+    if args.task is not None:
+        check_task(args.task, args.reference is not None)
     target = Path(args.video)
     reference = read_video(args.reference)[0] if args.reference else None
     reference_b = read_video(args.reference_b)[0] if args.reference_b else None

@@ -7,6 +7,7 @@ else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -38,7 +39,7 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--width", type=_positive_int, help="width in pixels (multiple of 16)")
     g.add_argument("--height", type=_positive_int, help="height in pixels (multiple of 16)")
     g.add_argument("--aspect", help="aspect ratio W:H such as 16:9, 9:16, 1:1, 4:3 (with --size)")
-    g.add_argument("--size", type=_positive_int, help="short side in pixels for --aspect")
+    g.add_argument("--size", type=_positive_int, help="short side in pixels, at --aspect (default: the given image's or video's, or the model's)")
     g.add_argument("--seconds", type=float, help="duration in seconds")
     g.add_argument("--fps", type=float, help="frames per second (1-60)")
     g.add_argument("--frames", type=_positive_int, help="exact frame count 1+4k; 1 makes an image")
@@ -102,6 +103,16 @@ def output_paths(output: str, batch: int) -> list[Path]:
     return [path.with_name(f"{path.stem}_{i}{path.suffix}") for i in range(batch)]
 
 
+@contextlib.contextmanager
+def writing(path: Path):
+    """The file system's refusal to write `path` as a one-line error: check_output_path cannot foresee
+    every one (a folder named out.mp4, /proc for root, a full disk), and the writers leave no partial file."""
+    try:
+        yield
+    except OSError as e:
+        raise UserError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
+
+
 def run_request(args: argparse.Namespace, req) -> int:
     """Validate, generate, and write every output with its JSON sidecar."""
     from cinegen.media import check_output_path, write_sidecar, write_video
@@ -123,11 +134,12 @@ def run_request(args: argparse.Namespace, req) -> int:
     for i, (path, frames) in enumerate(zip(paths, result.videos, strict=True)):
         record = dict(result.metadata)
         record["request"] = dict(record["request"], seed=req.seed + i, batch=1)
-        if req.draft:  # the draft's state: its latent beside it, named in the sidecar (cinegen finalize)
-            record["draft"] = dict(record["draft"])
-            write_draft_state(path, record, result.latents[i : i + 1])
-        written = write_video(path, frames, result.fps, record)  # frames to .png: the first's file
-        write_sidecar(path, record)
+        with writing(path):
+            if req.draft:  # the draft's state: its latent beside it, named in the sidecar (cinegen finalize)
+                record["draft"] = dict(record["draft"])
+                write_draft_state(path, record, result.latents[i : i + 1])
+            written = write_video(path, frames, result.fps, record)  # frames to .png: the first's file
+            write_sidecar(path, record)
         print(written)
     return 0
 
@@ -141,7 +153,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             raise UserError(f"record {args.from_record!r} does not exist")
         try:
             record = json.loads(record_path.read_text())["request"]
-        except (json.JSONDecodeError, KeyError, TypeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
             raise UserError(f"{args.from_record!r} is not a cinegen JSON sidecar") from None
         req = GenerateRequest.from_dict(record)
         return run_request(args, req)

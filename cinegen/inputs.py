@@ -111,7 +111,8 @@ def parse_storyboard(data, where: str = "storyboard") -> list[Shot]:
             and isinstance(shot.get("prompt"), str)
         )
         seconds = shot.get("seconds", 2.0) if isinstance(shot, dict) else None
-        if not ok or not shot["prompt"].strip() or not isinstance(seconds, int | float) or not seconds > 0:
+        is_number = isinstance(seconds, int | float) and not isinstance(seconds, bool)
+        if not ok or not shot["prompt"].strip() or not is_number or not seconds > 0:
             raise UserError(
                 f'{where} shot {i} must be {{"prompt": non-empty text, "seconds": > 0}}, got {shot!r}'
             )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,13 +130,28 @@ class GenerateRequest:
     @classmethod
     def from_dict(cls, data: dict) -> GenerateRequest:
         """A request from a sidecar's "request" record (`generate --from`, `finalize`)."""
+        if not isinstance(data, dict):
+            raise UserError(f"a request record must be a JSON object of fields, not {type(data).__name__}")
         # Records written before the guidance interval (or the context guidance) existed guided
         # every step (and a long video's later windows not at all beyond the text).
         data = {"guidance_min_t": 0.0, "context_guidance": 1.0} | data
-        names = {f.name for f in dataclasses.fields(cls)}
+        fields = dataclasses.fields(cls)
+        names = {f.name for f in fields}
         unknown = set(data) - names
         if unknown:
             raise UserError(f"unknown request fields {sorted(unknown)}; allowed: {sorted(names)}")
+        required = [f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise UserError(f"request record has no {', '.join(map(repr, missing))}")
+        hints = typing.get_type_hints(cls)
+        for name, value in data.items():
+            kinds = typing.get_args(hints[name]) or (hints[name],)
+            # JSON has one kind of number: a whole one stands for a float, but true/false for neither.
+            numbers = (int,) if float in kinds else ()
+            if not isinstance(value, (*kinds, *numbers)) or (isinstance(value, bool) and bool not in kinds):
+                allowed = " or ".join("null" if kind is type(None) else kind.__name__ for kind in kinds)
+                raise UserError(f"request field {name!r} is {value!r}; it must be {allowed}")
         return cls(**data)
 
 
@@ -285,18 +301,21 @@ class Pipeline:
 
     def _size(self, req: GenerateRequest, source: tuple[int, int] | None) -> tuple[int, int]:
         d, m = self.defaults, self.backend.size_multiple
+        if req.size is not None and not MIN_SIDE <= req.size <= MAX_SIDE:
+            raise UserError(f"size {req.size} (the short side in pixels) is outside {MIN_SIDE}..{MAX_SIDE}")
+        if (req.aspect is not None or req.size is not None) and (req.width is not None or req.height is not None):
+            raise UserError("give either --width/--height or --aspect/--size, not both")
         if req.aspect is not None:
-            if req.width is not None or req.height is not None:
-                raise UserError("give either --width/--height or --aspect/--size, not both")
             aw, ah = parse_aspect(req.aspect)
-        elif req.width is not None or req.height is not None or source is None:
+        elif req.width is not None or req.height is not None or (source is None and req.size is None):
             return (
                 req.width if req.width is not None else d.width,
                 req.height if req.height is not None else d.height,
             )
         else:
-            aw, ah = source  # follow the given image or video's aspect at the model's size
-        short = req.size or min(d.width, d.height)
+            # Follow the given image or video's aspect (without one, the model's) at --size or the model's size.
+            aw, ah = source or (d.width, d.height)
+        short = req.size if req.size is not None else min(d.width, d.height)
         scale = short / min(aw, ah)
         return max(m, round(aw * scale / m) * m), max(m, round(ah * scale / m) * m)
 
@@ -316,6 +335,9 @@ class Pipeline:
         if req.frames is not None:
             if req.frames < 1 or (req.frames - 1) % f:
                 raise UserError(f"frames {req.frames} must be 1 + {f}k (1, {1 + f}, {1 + 2 * f}, ...)")
+            if req.frames > MAX_SECONDS * fps:
+                raise UserError(f"frames {req.frames} at {fps:g} fps is over {MAX_SECONDS:g} s; at most "
+                                f"{math.floor(MAX_SECONDS * fps)} frames")
             frames = req.frames
         else:
             seconds = float(req.seconds if req.seconds is not None else TASK_SECONDS.get(req.task, d.seconds))
@@ -512,19 +534,23 @@ class Pipeline:
         req = dataclasses.replace(req, draft=False, aspect=None, size=None)
         prep = self.prepare(req)
         g = prep.geometry
+        # A draft is upsampled to the final: its latent may be smaller than the final's, never larger.
         if (
             draft_latent.ndim != 5
             or draft_latent.shape[1] != self.backend.latent_channels
             or draft_latent.shape[2] != g.latent[0]
+            or draft_latent.shape[3] > g.latent[1]
+            or draft_latent.shape[4] > g.latent[2]
         ):
             raise UserError(
                 f"draft latent {tuple(draft_latent.shape)} does not fit this model and a clip of "
-                f"{g.latent[0]} latent frames"
+                f"{g.latent[0]} latent frames, at most {g.latent[1]} high and {g.latent[2]} wide"
             )
+        # The canvas checks strength and anchor_until, so build it before they set the steps.
+        canvas = finish_draft(g.latent, draft_latent[0], strength, self.backend.patch, anchor_until)
         job = _Job(self, req, prep, _Steps(progress, show_progress))
         job.steps = max(1, round(prep.steps * strength))  # only the part of the schedule below `strength`
         job.steps_counter.total = job.steps
-        canvas = finish_draft(g.latent, draft_latent[0], strength, self.backend.patch, anchor_until)
         with job.steps_counter:
             latent = job.sample(canvas, [req.seed + i for i in range(req.batch)], draft_latent.shape[0])
         videos = job.decode(latent)

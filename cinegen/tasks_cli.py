@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from cinegen.cli import add_generation_options, memory_options, request_from_args, run_request
+from cinegen.cli import add_generation_options, memory_options, request_from_args, run_request, writing
 from cinegen.errors import UserError
 
 DRAFT_LATENT_SUFFIX = ".latent.safetensors"
@@ -79,7 +79,8 @@ def read_draft_state(path: str) -> tuple[dict, object]:
         record = json.loads(draft_path.read_text())
         state = record["draft"]
         latent_path = draft_path.parent / state["latent"]
-        request = dict(record["request"])
+        final = state["final"]
+        request = dict(record["request"], width=final["width"], height=final["height"], steps=final["steps"])
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
         raise UserError(f"{path!r} is not the JSON of a draft (cinegen generate --draft)") from None
     if not latent_path.is_file():
@@ -90,9 +91,6 @@ def read_draft_state(path: str) -> tuple[dict, object]:
         latent = load_file(str(latent_path))["latent"]
     except (SafetensorError, KeyError, OSError):
         raise UserError(f"draft latent {str(latent_path)!r} is not readable") from None
-    request.update(
-        width=state["final"]["width"], height=state["final"]["height"], steps=state["final"]["steps"]
-    )
     return dict(record, request=request), latent
 
 
@@ -113,9 +111,9 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     result = pipe.finalize(req, latent[:1], strength, anchor_until, show_progress=not args.quiet)
     seconds = time.perf_counter() - started
     result.metadata["finalize_seconds"] = round(seconds, 3)
-    # frames to .png: the first's file
-    written = write_video(output, result.frames, result.fps, result.metadata)
-    write_sidecar(output, result.metadata)
+    with writing(output):  # frames to .png: the first's file
+        written = write_video(output, result.frames, result.fps, result.metadata)
+        write_sidecar(output, result.metadata)
     print(written)
     return 0
 

@@ -83,10 +83,20 @@ def test_aspect_geometry(pipe, aspect, size, expected):
                                  dict(prompt="x", aspect="wide"), dict(prompt="x", fps=100000),
                                  dict(prompt="x", frames=6), dict(prompt="x", steps=0),
                                  dict(prompt="x", sampler="ddim"), dict(prompt="x", seconds=4 * 3600),
-                                 dict(prompt="x", guidance_min_t=1.0), dict(prompt="x", guidance_min_t=-0.1)])
+                                 dict(prompt="x", guidance_min_t=1.0), dict(prompt="x", guidance_min_t=-0.1),
+                                 dict(prompt="x", size=0, aspect="1:1"), dict(prompt="x", size=-64),
+                                 dict(prompt="x", size=48, width=48), dict(prompt="x", frames=1 + 4 * 2000)])
 def test_bad_requests_raise_user_errors(pipe, bad):
+    """--size 0 fell back to the model's size and --size -64 made 16 px; --frames had no length limit
+    (8001 frames is 1000 s at 8 fps, where --seconds stops at 600)."""
     with pytest.raises(UserError):
         pipe.validate(GenerateRequest(**bad))
+
+
+def test_size_alone_keeps_the_models_aspect(pipe):
+    """Without --aspect (or an image or video to follow), --size was ignored: the model's 32 x 32."""
+    g = pipe.geometry(GenerateRequest("x", size=48, seconds=1))
+    assert (g.width, g.height) == (48, 48)
 
 
 def test_cli_writes_mp4_with_metadata_and_reproduces_from_sidecar(tiny_model_dir, tmp_path, capsys):
@@ -152,6 +162,50 @@ def test_cli_bad_input_one_line_exit_2_no_file(tiny_model_dir, tmp_path, monkeyp
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("sidecar", [b'{"request": {}}', b'{"request": "x"}', b'{"request": {"prompt": "x", "width": "big"}}',
+                                     b'{"request": {"prompt": "x", "seed": true}}', b"\xff\xfe not text"])
+def test_cli_from_a_broken_sidecar_one_line_exit_2_no_file(tiny_model_dir, tmp_path, capsys, sidecar):
+    """A request without a prompt, not an object, with a field of the wrong type, or a file that is not
+    UTF-8 gave a traceback (TypeError, UnicodeDecodeError)."""
+    (tmp_path / "in.json").write_bytes(sidecar)
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["generate", "--from", str(tmp_path / "in.json"), "--model", str(tiny_model_dir), "-o", str(out / "x.mp4")]
+    assert main(args) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cinegen: error:"), lines
+    assert list(out.iterdir()) == []
+
+
+def test_cli_output_the_folder_cannot_take_one_line_exit_2(tiny_model_dir, tmp_path, capsys):
+    """A folder named like the output passed check_output_path, and the rename over it raised
+    IsADirectoryError after the whole generation (as /proc/x.mp4 did FileNotFoundError for root)."""
+    (tmp_path / "x.mp4").mkdir()
+    args = ["generate", "x", "--frames", "1", "--model", str(tiny_model_dir), "-o", str(tmp_path / "x.mp4"), "-q"]
+    assert main(args) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"cinegen: error: cannot write {str(tmp_path / 'x.mp4')!r}: Is a directory"]
+    assert [p.name for p in tmp_path.iterdir()] == ["x.mp4"] and not any((tmp_path / "x.mp4").iterdir())
+
+
+def test_cli_interrupted_while_writing_leaves_the_old_output(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    """Ctrl-C in the middle of encoding: no partial file, and the output from before is still whole."""
+    import cinegen.media
+
+    out = tmp_path / "x.mp4"
+    out.write_bytes(b"the earlier video")
+
+    def interrupted(path, *args):
+        path.write_bytes(b"half a video")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cinegen.media, "_write_av", interrupted)
+    args = ["generate", "x", "--frames", "5", "--model", str(tiny_model_dir), "-o", str(out), "-q"]
+    assert main(args) == 130
+    assert capsys.readouterr().err.strip() == "cinegen: interrupted"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.mp4"] and out.read_bytes() == b"the earlier video"
+
+
 def test_cli_process_exit_code_and_no_traceback(tiny_model_dir, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "cinegen.cli", "generate", "x", "--width", "7", "--model",
                            str(tiny_model_dir), "-o", str(tmp_path / "x.mp4")], capture_output=True, text=True)
@@ -170,6 +224,18 @@ def test_model_dir_with_wrong_shapes_is_rejected(tiny_model_dir, tmp_path):
     config["denoiser"]["rope_split"] = [4, 6, 6]
     (bad / "config.json").write_text(json.dumps(config))
     with pytest.raises(UserError, match="shape"):
+        Pipeline.load(bad, device="cpu")
+
+
+@pytest.mark.parametrize(("name", "content"), [("model.safetensors", b"\x00" * 64), ("config.json", b"[]")])
+def test_model_dir_with_a_corrupt_file_is_rejected(tiny_model_dir, tmp_path, name, content):
+    """Random bytes as weights gave SafetensorError and a list as config AttributeError, with tracebacks."""
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_model_dir, bad)
+    (bad / name).write_bytes(content)
+    with pytest.raises(UserError, match=name):
         Pipeline.load(bad, device="cpu")
 
 

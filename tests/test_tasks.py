@@ -266,6 +266,12 @@ def test_storyboard_concatenates_shots(pipe):
     assert len(out) == 9 + 17
 
 
+def test_storyboard_seconds_must_be_a_number(pipe):
+    """JSON's true is a Python int: a shot of `"seconds": true` ran as 1 s."""
+    with pytest.raises(UserError, match="shot 0"):
+        pipe.validate(GenerateRequest("", storyboard=[{"prompt": "a red ball", "seconds": True}]))
+
+
 def test_pixel_mask_to_tokens_keeps_only_untouched_tokens():
     white = torch.zeros(9, 8, 8, dtype=torch.bool)
     white[5, 0, 7] = True  # one pixel in latent frame 2 (video frames 5..8), token (0, 1) at cell 4
@@ -337,6 +343,32 @@ def test_draft_then_finalize_cli(tiny_model_dir, tmp_path, capsys):
     args = ["finalize", str(draft.with_suffix(".json")), "--anchor-until", "1.5", "--model", str(tiny_model_dir)]
     assert main([*args, "-o", str(bad), "-q"]) == 2
     assert "anchor-until 1.5 is outside [0, 1]" in capsys.readouterr().err and not bad.exists()
+
+
+@pytest.mark.parametrize("case", ["no_final_size", "nan_strength", "final_smaller_than_draft"])
+def test_finalize_a_broken_draft_one_line_exit_2_no_file(tiny_model_dir, tmp_path, capsys, case):
+    """A draft record without its final size gave KeyError, --strength nan ValueError (in the step
+    count, before the canvas checks it), and a final smaller than the draft an AssertionError."""
+    draft = tmp_path / "draft.mp4"
+    model = ["--model", str(tiny_model_dir), "-q"]
+    assert main(["generate", "a red ball", "--draft", "--frames", "5", "-o", str(draft), *model]) == 0
+    record = json.loads(draft.with_suffix(".json").read_text())
+    extra = []
+    if case == "no_final_size":
+        del record["draft"]["final"]["height"]
+    elif case == "nan_strength":
+        extra = ["--strength", "nan"]
+    else:
+        record["draft"]["final"].update(width=16, height=16)
+        extra = ["--anchor-until", "0.5"]
+    (tmp_path / "edited.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["finalize", str(tmp_path / "edited.json"), *extra, "-o", str(out / "final.mp4"), *model]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cinegen: error:"), lines
+    assert list(out.iterdir()) == []
 
 
 @pytest.mark.parametrize("name", ["edit", "extend", "connect", "loop"])

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from cinegen.config import ModelConfig
@@ -41,8 +42,11 @@ def read_config(model_dir: str | Path) -> ModelConfig:
     if not config_path.is_file() or not weights_path.is_file():
         raise UserError(f"model directory {str(model_dir)!r} needs {CONFIG_FILE} and {WEIGHTS_FILE}")
     try:
-        return ModelConfig.from_dict(json.loads(config_path.read_text()))
-    except (json.JSONDecodeError, TypeError) as e:
+        data = json.loads(config_path.read_text())
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON object of settings is needed, not {type(data).__name__}")
+        return ModelConfig.from_dict(data)
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as e:
         raise UserError(f"{str(config_path)!r} is not a valid cinegen model config ({e})") from None
 
 
@@ -89,7 +93,10 @@ class NativeBackend:
         # Build on the meta device (no memory, no init work), then take the stored tensors as-is.
         with torch.device("meta"):
             vae, dit = CausalVAE(config.autoencoder), SpacetimeDiT(config.denoiser)
-        state = load_file(weights_path)
+        try:
+            state = load_file(weights_path)
+        except (SafetensorError, OSError) as e:
+            raise UserError(f"{str(weights_path)!r} is not a readable safetensors file ({e})") from None
         for prefix, module in (("autoencoder.", vae), ("denoiser.", dit)):
             part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             expected = module.state_dict()

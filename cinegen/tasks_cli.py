@@ -103,11 +103,14 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     req = GenerateRequest.from_dict(record["request"])
     req.draft = False
     req.batch = 1
-    pipe = Pipeline.load(args.model, device=args.device, dtype=args.dtype, **memory_options(args))
-    started = time.perf_counter()
     state = record["draft"]
     strength = args.strength if args.strength is not None else state.get("strength", FINALIZE_STRENGTH)
     anchor_until = args.anchor_until if args.anchor_until is not None else state.get("anchor_until", FINALIZE_ANCHOR_UNTIL)
+    for name, value in (("strength", strength), ("anchor_until", anchor_until)):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise UserError(f"draft {args.draft!r} has {name} {value!r}; it must be a number")
+    pipe = Pipeline.load(args.model, device=args.device, dtype=args.dtype, **memory_options(args))
+    started = time.perf_counter()
     result = pipe.finalize(req, latent[:1], strength, anchor_until, show_progress=not args.quiet)
     seconds = time.perf_counter() - started
     result.metadata["finalize_seconds"] = round(seconds, 3)

@@ -345,10 +345,11 @@ def test_draft_then_finalize_cli(tiny_model_dir, tmp_path, capsys):
     assert "anchor-until 1.5 is outside [0, 1]" in capsys.readouterr().err and not bad.exists()
 
 
-@pytest.mark.parametrize("case", ["no_final_size", "nan_strength", "final_smaller_than_draft"])
+@pytest.mark.parametrize("case", ["no_final_size", "text_strength", "nan_strength", "final_smaller_than_draft"])
 def test_finalize_a_broken_draft_one_line_exit_2_no_file(tiny_model_dir, tmp_path, capsys, case):
-    """A draft record without its final size gave KeyError, --strength nan ValueError (in the step
-    count, before the canvas checks it), and a final smaller than the draft an AssertionError."""
+    """A draft record without its final size gave KeyError, one with a strength of text TypeError,
+    --strength nan ValueError (in the step count, before the canvas checks it), and a final smaller
+    than the draft an AssertionError."""
     draft = tmp_path / "draft.mp4"
     model = ["--model", str(tiny_model_dir), "-q"]
     assert main(["generate", "a red ball", "--draft", "--frames", "5", "-o", str(draft), *model]) == 0
@@ -356,6 +357,8 @@ def test_finalize_a_broken_draft_one_line_exit_2_no_file(tiny_model_dir, tmp_pat
     extra = []
     if case == "no_final_size":
         del record["draft"]["final"]["height"]
+    elif case == "text_strength":
+        record["draft"]["strength"] = "high"
     elif case == "nan_strength":
         extra = ["--strength", "nan"]
     else:

@@ -400,6 +400,8 @@ class Pipeline:
         prompt_optional = req.storyboard is not None or (req.task == "loop" and req.video)
         if not prompt_optional and (not req.prompt or not req.prompt.strip()):
             raise UserError("prompt is empty; describe the video to generate")
+        if req.source_prompt is not None and not req.source_prompt.strip():
+            raise UserError("source prompt is empty; describe what the source video shows, or leave it out")
         if req.strength is not None and not 0.0 < req.strength <= 1.0:
             raise UserError(f"strength {req.strength} is outside (0, 1]")
         if req.storyboard is not None and (req.task != "generate" or req.image or req.last_image):

@@ -403,13 +403,15 @@ def _bad_inputs(clips, tmp_path):
         "corrupt": ["edit", str(corrupt), "x"],
         "four_hours": ["generate", "x", "--seconds", str(4 * 3600)],
         "strength": ["edit", a, "x", "--strength", "1.5"],
+        "source_prompt": ["edit", a, "x", "--source-prompt", " "],  # was a plain edit, silently
         "storyboard": ["generate", "--storyboard", str(corrupt)],
         "finalize": ["finalize", str(corrupt)],
     }
 
 
 @pytest.mark.parametrize(
-    "case", ["aspect", "short", "mask", "corrupt", "four_hours", "strength", "storyboard", "finalize"]
+    "case",
+    ["aspect", "short", "mask", "corrupt", "four_hours", "strength", "source_prompt", "storyboard", "finalize"],
 )
 def test_bad_input_one_line_exit_2_nothing_written(tiny_model_dir, clips, tmp_path, capsys, case):
     inputs = tmp_path / "in"

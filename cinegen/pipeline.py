@@ -423,6 +423,8 @@ class Pipeline:
         f = self.backend.time_factor
         inputs = inputs_mod.load(req, min_frames=1 + f, max_frames=MAX_SOURCE_FRAMES)
         geometry = self.geometry(req, inputs.source_size, inputs.video_fps)
+        if req.task == "extend" and geometry.frames == 1:  # extend adds frames - 1
+            raise UserError(f"--frames 1 adds nothing to the clip; give at least {1 + f} (or --seconds)")
         self._fit_inputs(req, inputs, geometry)
         if getattr(self.backend, "condition_channels", False) and req.task == "generate":
             if inputs.image is None and inputs.last_image is None:

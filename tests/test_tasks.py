@@ -399,6 +399,7 @@ def _bad_inputs(clips, tmp_path):
     return {
         "aspect": ["generate", "x", "--image", str(clips / "wide.png"), "--width", "32", "--height", "32"],
         "short": ["extend", str(short), "x"],
+        "extend_nothing": ["extend", a, "x", "--frames", "1"],  # wrote the clip unchanged
         "mask": ["edit", a, "x", "--mask", str(small_mask)],
         "corrupt": ["edit", str(corrupt), "x"],
         "four_hours": ["generate", "x", "--seconds", str(4 * 3600)],
@@ -411,7 +412,8 @@ def _bad_inputs(clips, tmp_path):
 
 @pytest.mark.parametrize(
     "case",
-    ["aspect", "short", "mask", "corrupt", "four_hours", "strength", "source_prompt", "storyboard", "finalize"],
+    ["aspect", "short", "extend_nothing", "mask", "corrupt", "four_hours", "strength", "source_prompt", "storyboard",
+     "finalize"],
 )
 def test_bad_input_one_line_exit_2_nothing_written(tiny_model_dir, clips, tmp_path, capsys, case):
     inputs = tmp_path / "in"

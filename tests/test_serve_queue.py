@@ -70,6 +70,21 @@ def test_expired_lease_requeues_and_the_old_worker_can_no_longer_write(tmp_path:
     assert done.status == "completed" and done.output == "y.mp4"
 
 
+def test_an_expired_lease_is_requeued_when_read_not_only_when_a_worker_claims(tmp_path: Path) -> None:
+    q = open_queue(tmp_path, lease=0.2)
+    jobs = [q.submit(ALICE, new_job(), 100)[0] for _ in range(2)]
+    for job in jobs:
+        q.claim("dead")
+        assert q.heartbeat(job.id, "dead", 0.4) is Lease.OK
+    time.sleep(0.3)  # the worker died; every other worker is busy with a long job and claims nothing
+    read = q.get(ALICE.id, jobs[0].id)
+    assert read.status == "queued" and read.progress == 0.0 and read.started_at is None
+    assert [j.status for j in q.list(ALICE.id, 10, None, "asc")[0]] == ["queued", "queued"]
+    assert q.stats()["jobs_running"] == 0 and q.stats()["queue_length"] == 2
+    again = q.claim("alive")
+    assert again.id == jobs[0].id and again.attempts == 2 and again.started_at is not None
+
+
 def test_heartbeats_keep_a_slow_job(tmp_path: Path) -> None:
     q = open_queue(tmp_path, lease=0.4)
     job = q.submit(ALICE, new_job(), 100)[0]
@@ -96,6 +111,7 @@ def test_release_hands_back_without_counting_an_attempt(tmp_path: Path) -> None:
     job = q.submit(ALICE, new_job(), 100)[0]
     q.claim("w")
     assert q.release(job.id, "w")
+    assert q.get(ALICE.id, job.id).started_at is None
     again = q.claim("w2")
     assert again.id == job.id and again.attempts == 1
 

@@ -154,12 +154,14 @@ class JobQueue:
             )
 
     def get(self, owner: str, job_id: str) -> Job | None:
+        self.requeue_expired()
         with self.sessions() as s:
             return s.scalar(select(Job).where(Job.id == job_id, Job.owner == owner, Job.deleted.is_(False)))
 
     def list(self, owner: str, limit: int, after: str | None, order: str) -> tuple[list[Job], bool]:
         """A page of the owner's videos, newest first (order="desc") or oldest first, after a cursor id."""
         newest_first = order == "desc"
+        self.requeue_expired()
         with self.sessions() as s:
             q = select(Job).where(Job.owner == owner, Job.deleted.is_(False))
             if after is not None:
@@ -178,6 +180,7 @@ class JobQueue:
     def cancel_or_delete(self, owner: str, job_id: str) -> tuple[str, Job | None]:
         """Queued → cancelled now; running → cancel requested (the worker stops within a step);
         finished → deleted (hidden; the caller removes its files). Returns (what happened, job)."""
+        self.requeue_expired()
         now = time.time()
         with self.sessions.begin() as s:
             job = s.scalar(select(Job).where(Job.id == job_id, Job.owner == owner, Job.deleted.is_(False)))
@@ -196,9 +199,17 @@ class JobQueue:
     # ------------------------------------------------------------------ worker side
 
     def requeue_expired(self) -> int:
-        """Give jobs whose worker stopped heartbeating back to the queue (or fail them for good)."""
+        """Give jobs whose worker stopped heartbeating back to the queue (or fail them for good).
+
+        Called before every read as well as every claim: called only on claims, a dead worker's
+        job showed in_progress at its last progress until some worker was free to ask for work,
+        which behind a long job could be many leases later.
+        """
         now = time.time()
         expired = and_(Job.status == "in_progress", Job.lease_until < now)
+        with self.sessions() as s:  # a plain read first: nearly always nothing, and no write lock taken
+            if s.scalar(select(Job.id).where(expired).limit(1)) is None:
+                return 0
         with self.sessions.begin() as s:
             n = s.execute(
                 update(Job)
@@ -227,7 +238,7 @@ class JobQueue:
             n += s.execute(
                 update(Job)
                 .where(expired)
-                .values(status="queued", worker_id=None, lease_until=None, progress=0.0)
+                .values(status="queued", worker_id=None, lease_until=None, progress=0.0, started_at=None)
             ).rowcount
         return n
 
@@ -341,6 +352,7 @@ class JobQueue:
                         worker_id=None,
                         lease_until=None,
                         progress=0.0,
+                        started_at=None,
                         attempts=Job.attempts - 1,  # a clean hand-back is not a crash
                     )
                 ).rowcount
@@ -350,6 +362,7 @@ class JobQueue:
     # ------------------------------------------------------------------ metrics
 
     def stats(self) -> dict[str, float]:
+        self.requeue_expired()
         with self.sessions() as s:
             counts = dict(s.execute(select(Job.status, func.count()).group_by(Job.status)).all())
             mean = s.scalar(select(func.avg(Job.run_seconds)).where(Job.status == "completed"))

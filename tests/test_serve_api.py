@@ -257,6 +257,20 @@ def test_concurrent_jobs_quota(server: Server) -> None:
         assert c.post("/v1/videos", json=SMALL).status_code == 201
 
 
+def test_the_local_users_quotas_are_set_by_flags(tmp_path: Path, server: Server) -> None:
+    # No workers: the jobs stay unfinished, so each one counts against --max-concurrent.
+    local = Server(tmp_path / "data", server.model, workers=0, extra=["--no-auth", "--max-concurrent", "6"])
+    local.start()
+    try:
+        with local.client(None) as c:
+            for n in range(6):  # over the default of 4
+                assert c.post("/v1/videos", json={**SMALL, "seed": n}).status_code == 201
+            body = assert_error(c.post("/v1/videos", json=SMALL), 429, "quota_exceeded")
+            assert "its limit is 6" in body["message"]
+    finally:
+        local.stop()
+
+
 def test_follow_ups_build_on_a_finished_video(alice: httpx.Client) -> None:
     source = wait_for(alice, alice.post("/v1/videos", json=SMALL).json()["id"])
     queued = alice.post("/v1/videos", json=SLOW).json()

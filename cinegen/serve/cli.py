@@ -61,6 +61,18 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="allow browser calls from this origin (repeatable; default: CORS off)",
     )
     s.add_argument("--no-auth", action="store_true", help="no API keys (only with a loopback --host)")
+    s.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=Settings.max_concurrent,
+        help="unfinished jobs at once of the local user (--no-auth) and of the key made on first start",
+    )
+    s.add_argument(
+        "--max-seconds-per-day",
+        type=float,
+        default=Settings.max_seconds_per_day,
+        help="seconds of video per rolling 24 hours, for the same",
+    )
     s.add_argument("--max-seconds", type=float, default=Settings.max_seconds, help="longest video per job")
     s.add_argument("--max-pixels", type=int, default=Settings.max_pixels, help="largest frame per job")
     s.add_argument("--max-upload-mb", type=float, default=Settings.max_upload_bytes / 2**20)
@@ -148,6 +160,11 @@ def serve(args: argparse.Namespace) -> int:
         raise UserError(f"--no-auth is only allowed with a loopback --host, not {args.host!r}")
     if args.workers < 0 or args.max_queue < 1:
         raise UserError("--workers must be >= 0 and --max-queue >= 1")
+    if args.max_concurrent < 1 or not args.max_seconds_per_day > 0:
+        raise UserError(
+            f"--max-concurrent {args.max_concurrent} must be at least 1 and "
+            f"--max-seconds-per-day {args.max_seconds_per_day:g} positive"
+        )
     _logging()
     settings = _settings(
         args,
@@ -159,6 +176,8 @@ def serve(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         max_upload_pixels=args.max_upload_pixels,
+        max_concurrent=args.max_concurrent,
+        max_seconds_per_day=args.max_seconds_per_day,
     )
     app = create_app(settings)
     url = f"http://{args.host}:{args.port}/"

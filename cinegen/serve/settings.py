@@ -29,7 +29,7 @@ class Settings:
     max_pixels: int = 1280 * 720  # of generated video per frame
     max_fps: float = 30.0
     max_steps: int = 100
-    # default quotas of a new key
+    # quotas of the local user (no auth) and of the key made on first start; `keys create`'s defaults
     max_concurrent: int = 4
     max_seconds_per_day: float = 600.0
     cors_origins: list[str] = field(default_factory=list)

@@ -43,7 +43,7 @@ from cinegen.serve.schemas import (
 )
 from cinegen.serve.settings import Settings
 from cinegen.serve.storage import Storage
-from cinegen.serve.uploads import IMAGE_ROLES, VIDEO_ROLES, UploadLimits, save_upload
+from cinegen.serve.uploads import IMAGE_ROLES, VIDEO_ROLES, UploadLimits, UploadTooLarge, save_upload
 
 STATIC = Path(__file__).parent / "static"
 FILE_ROLES = IMAGE_ROLES + VIDEO_ROLES
@@ -174,6 +174,10 @@ def create_app(settings: Settings) -> FastAPI:
     async def _api_error(_request: Request, exc: ApiError | QueueError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return _error(exc.status, exc.code, exc.message, headers)
+
+    @app.exception_handler(UploadTooLarge)
+    async def _upload_too_large(_request: Request, exc: UploadTooLarge) -> JSONResponse:
+        return _error(413, "request_too_large", str(exc))
 
     @app.exception_handler(UserError)
     async def _user_error(_request: Request, exc: UserError) -> JSONResponse:

@@ -26,6 +26,10 @@ VIDEO_ROLES = ("video", "video_b")
 CHUNK = 1 << 20
 
 
+class UploadTooLarge(UserError):
+    """An upload over the byte limit: answered 413 like a body over its limit, not 422."""
+
+
 @dataclass(frozen=True)
 class UploadLimits:
     max_bytes: int
@@ -56,8 +60,8 @@ _PIL_FORMAT = {".png": "PNG", ".jpg": "JPEG"}
 def save_upload(stream: BinaryIO, role: str, folder: Path, limits: UploadLimits) -> Path:
     """Copy an upload to `folder` under a fresh name, validate it, and return its path.
 
-    Raises UserError (and leaves nothing behind) if it is too big, not a supported image or
-    video, the wrong kind for `role`, or out of bounds.
+    Raises UserError (and leaves nothing behind) if it is too big (UploadTooLarge), not a
+    supported image or video, the wrong kind for `role`, or out of bounds.
     """
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".upload-{uuid.uuid4().hex}"
@@ -67,7 +71,7 @@ def save_upload(stream: BinaryIO, role: str, folder: Path, limits: UploadLimits)
             while chunk := stream.read(CHUNK):
                 size += len(chunk)
                 if size > limits.max_bytes:
-                    raise UserError(f"{role}: the upload is larger than {limits.max_bytes} bytes")
+                    raise UploadTooLarge(f"{role}: the upload is larger than {limits.max_bytes} bytes")
                 out.write(chunk)
         if size == 0:
             raise UserError(f"{role}: the upload is empty")

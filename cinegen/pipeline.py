@@ -31,6 +31,7 @@ from cinegen.canvas import (
     region_edit,
     text_to_video,
 )
+from cinegen.config import ModelConfig
 from cinegen.data import to_video
 from cinegen.errors import UserError
 from cinegen.inputs import Inputs, Shot, parse_storyboard
@@ -819,6 +820,19 @@ def draft_size(width: int, height: int, multiple: int) -> tuple[int, int]:
     scale = min(1.0, max(0.5, DRAFT_MIN_SIDE / short))
     return (max(multiple, round(width * scale / multiple) * multiple),
             max(multiple, round(height * scale / multiple) * multiple))
+
+
+def config_geometry(
+    config: ModelConfig, req: GenerateRequest, source: tuple[int, int] | None = None
+) -> Geometry:
+    """`Pipeline.geometry` for a native model known by its config alone (`read_config`), no weights
+    loaded: the same sizes, frame counts and errors (size multiple, time factor, bounds), so that a
+    server can refuse what the model cannot render before a worker takes the job."""
+    from cinegen.backends.native import NativeBackend
+
+    # A backend without its networks: geometry reads only its factors and the config's defaults.
+    shape = NativeBackend(config, None, None, None, torch.device("cpu"))
+    return Pipeline(shape, config.sampling, config.name).geometry(req, source)
 
 
 def carry_detail(

@@ -369,6 +369,21 @@ def test_files_a_task_does_not_take_are_refused(alice: httpx.Client, tmp_path: P
     assert_error(post_files(alice, {"video": clip, "image": image}, task="edit"), 422, "invalid_request")
 
 
+def test_sizes_the_model_cannot_render_are_refused_at_submit(alice: httpx.Client, server: Server) -> None:
+    # The test model renders multiples of 16 px, or of 8 px center-cropped from the next multiple of 16.
+    for size, named in (("10x64", "width 10"), ("1000x10", "height 10"), ("100x64", "width 100")):
+        body = assert_error(alice.post("/v1/videos", json={**SMALL, "size": size}), 422, "invalid_request")
+        assert named in body["message"] and "multiple of 16" in body["message"], body
+        assert "--" not in body["message"]  # no CLI flags in API errors
+    before = set((server.storage / "uploads").iterdir())
+    wide = ("wide.png", png_bytes(128, 64), "image/png")
+    body = assert_error(post_files(alice, {"image": wide}), 422, "invalid_input")  # size 64x64
+    assert "image is 128x64" in body["message"] and "64x64" in body["message"], body
+    assert "--" not in body["message"]
+    assert_error(post_files(alice, {"last_image": wide}, size="128x80"), 422, "invalid_input")
+    assert set((server.storage / "uploads").iterdir()) == before  # refused uploads are not kept
+
+
 def test_job_errors_and_metadata_do_not_show_server_paths(
     alice: httpx.Client, server: Server, tmp_path: Path
 ) -> None:

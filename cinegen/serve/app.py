@@ -3,6 +3,7 @@
 import contextlib
 import hashlib
 import json
+import math
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +21,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cinegen.config import ModelConfig
 from cinegen.errors import UserError
-from cinegen.pipeline import parse_aspect
+from cinegen.inputs import ASPECT_TOLERANCE
+from cinegen.pipeline import DEFAULT_MODEL_DIR, GenerateRequest, config_geometry, parse_aspect
 from cinegen.serve import auth
 from cinegen.serve.db import Job, make_engine, make_sessionmaker
 from cinegen.serve.limits import BodyLimitMiddleware, BodyTooLarge
@@ -58,6 +61,8 @@ TAKES_FILES = {
     "loop": ("video",),
 }
 TASKS = ["generate", "edit", "extend", "connect", "loop"]
+# The uploads whose size the output follows when none is asked for, first found first (Inputs.source_size).
+SOURCE_ROLES = ("video", "image", "last_image")
 
 
 class ApiError(Exception):
@@ -134,7 +139,17 @@ def to_video(job: Job, deleted: bool = False) -> Video:
     )
 
 
+def native_config(model_dir: Path) -> ModelConfig | None:
+    """A native model's config, read without loading its weights; None for a diffusers directory or a
+    hub id, whose size rules only a worker that loaded the model knows."""
+    from cinegen.backends.loading import model_kind
+    from cinegen.backends.native import read_config
+
+    return read_config(model_dir) if model_kind(Path(model_dir)) == "native" else None
+
+
 def create_app(settings: Settings) -> FastAPI:
+    model_config = native_config(settings.model_dir or DEFAULT_MODEL_DIR)
     engine = make_engine(settings.url)
     sessions = make_sessionmaker(engine)
     queue = JobQueue(sessions, settings.lease_seconds, settings.max_attempts)
@@ -232,9 +247,39 @@ def create_app(settings: Settings) -> FastAPI:
 
     # ------------------------------------------------------------------ job creation
 
+    def check_renderable(params: dict[str, Any], sizes: dict[str, tuple[int, int]]) -> None:
+        """The model's own rules for the output size (its size multiple, the pipeline's bounds) and
+        images of the video's aspect, as the worker's pipeline would check them: refused before the
+        job queues rather than failing on a worker."""
+        if model_config is None:
+            return
+        source = next((sizes[role] for role in SOURCE_ROLES if role in sizes), None)
+        try:
+            g = config_geometry(model_config, GenerateRequest(**params), source)
+        except UserError as e:
+            raise ApiError(422, "invalid_request", str(e)) from None
+        for role in ("image", "last_image"):
+            if role not in sizes:
+                continue
+            w, h = sizes[role]
+            # The pipeline's test (inputs.check_image_aspect), whose message names CLI flags.
+            if abs(math.log((w / h) / (g.width / g.height))) > ASPECT_TOLERANCE:
+                raise ApiError(
+                    422,
+                    "invalid_input",
+                    f"{role} is {w}x{h} (aspect {w / h:.3f}) but the video is {g.width}x{g.height} "
+                    f"(aspect {g.width / g.height:.3f}); upload an image of the video's aspect, or leave "
+                    "out size and aspect to follow the image",
+                )
+
     def build_job(
-        who: auth.Principal, body: VideoCreate, inputs: dict[str, str], source_id: str | None = None
+        who: auth.Principal,
+        body: VideoCreate,
+        inputs: dict[str, str],
+        source_id: str | None = None,
+        sizes: dict[str, tuple[int, int]] | None = None,
     ) -> NewJob:
+        """The job a request makes; `sizes` are its uploads' (width, height) by role."""
         if body.model is not None and body.model != settings.model:
             raise ApiError(
                 422, "invalid_request", f"model {body.model!r} does not exist; GET /v1/models lists them"
@@ -306,6 +351,7 @@ def create_app(settings: Settings) -> FastAPI:
             "backward": body.backward,
             "draft": bool(body.draft),
         }
+        check_renderable(params, sizes or {})
         return NewJob(settings.model, body.task, body.seconds, params, inputs, source_id)
 
     @contextlib.contextmanager
@@ -323,8 +369,11 @@ def create_app(settings: Settings) -> FastAPI:
             storage.remove(list(new.inputs.values()))  # the replay's own uploads are not needed
         return JSONResponse(to_video(job).model_dump(mode="json"), status_code=201 if created else 200)
 
-    async def parse_create(request: Request) -> tuple[VideoCreate, dict[str, str], dict[str, str]]:
-        """Body as VideoCreate, uploaded inputs as role → stored path, and the uploads' digests."""
+    async def parse_create(
+        request: Request,
+    ) -> tuple[VideoCreate, dict[str, str], dict[str, str], dict[str, tuple[int, int]]]:
+        """Body as VideoCreate, uploaded inputs as role → stored path, and the uploads' digests and
+        (width, height)."""
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype == "application/json":
             try:
@@ -335,7 +384,7 @@ def create_app(settings: Settings) -> FastAPI:
                 raise ApiError(422, "invalid_request", "the body must be a JSON object")
             try:
                 # strict: JSON has real numbers and booleans, so "2" for seconds is an error here
-                return VideoCreate.model_validate(data, strict=True), {}, {}
+                return VideoCreate.model_validate(data, strict=True), {}, {}, {}
             except ValidationError as e:
                 raise ApiError(422, "invalid_request", _validation_message(e.errors())) from None
         if ctype != "multipart/form-data":
@@ -381,9 +430,10 @@ def create_app(settings: Settings) -> FastAPI:
                 raise ApiError(422, "invalid_request", _validation_message(e.errors())) from None
             inputs: dict[str, str] = {}
             digests: dict[str, str] = {}
+            sizes: dict[str, tuple[int, int]] = {}
             try:
                 for role, upload in files.items():
-                    path = await run_in_threadpool(
+                    path, sizes[role] = await run_in_threadpool(
                         save_upload, upload.file, role, storage.uploads, upload_limits
                     )
                     inputs[role] = storage.relative(path)
@@ -391,7 +441,7 @@ def create_app(settings: Settings) -> FastAPI:
             except BaseException:
                 storage.remove(list(inputs.values()))
                 raise
-        return body, inputs, digests
+        return body, inputs, digests, sizes
 
     @app.post(
         "/v1/videos",
@@ -403,9 +453,9 @@ def create_app(settings: Settings) -> FastAPI:
         responses={200: {"model": Video, "description": "An earlier request with this Idempotency-Key"}},
     )
     async def create_video(request: Request, who: Who, idempotency_key: IdemKey = None) -> JSONResponse:
-        body, inputs, digests = await parse_create(request)
+        body, inputs, digests, sizes = await parse_create(request)
         with removed_on_error(inputs):
-            new = build_job(who, body, inputs)
+            new = build_job(who, body, inputs, sizes=sizes)
             return await run_in_threadpool(
                 submit, who, new, idempotency_key, [body.model_dump(mode="json"), digests]
             )

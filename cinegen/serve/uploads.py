@@ -57,8 +57,11 @@ _DEMUXER = {".mp4": "mp4", ".webm": "matroska", ".gif": "gif"}
 _PIL_FORMAT = {".png": "PNG", ".jpg": "JPEG"}
 
 
-def save_upload(stream: BinaryIO, role: str, folder: Path, limits: UploadLimits) -> Path:
-    """Copy an upload to `folder` under a fresh name, validate it, and return its path.
+def save_upload(
+    stream: BinaryIO, role: str, folder: Path, limits: UploadLimits
+) -> tuple[Path, tuple[int, int]]:
+    """Copy an upload to `folder` under a fresh name, validate it, and return its path and its
+    (width, height) (a video's first frame's).
 
     Raises UserError (and leaves nothing behind) if it is too big (UploadTooLarge), not a
     supported image or video, the wrong kind for `role`, or out of bounds.
@@ -84,13 +87,11 @@ def save_upload(stream: BinaryIO, role: str, folder: Path, limits: UploadLimits)
         if kind != want and not (want == "video" and kind == "image"):
             # A still image is a one-frame video, so a video role accepts images; not the reverse.
             raise UserError(f"{role}: expected an image, got a {suffix[1:]} video")
-        if kind == "image":
-            _check_image(tmp, suffix, role, limits)
-        else:
-            _check_video(tmp, suffix, role, limits)
+        check = _check_image if kind == "image" else _check_video
+        frame_size = check(tmp, suffix, role, limits)
         final = folder / f"{uuid.uuid4().hex}{suffix}"
         os.replace(tmp, final)
-        return final
+        return final, frame_size
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -103,20 +104,22 @@ def _check_pixels(role: str, width: int, height: int, limits: UploadLimits) -> N
         )
 
 
-def _check_image(path: Path, suffix: str, role: str, limits: UploadLimits) -> None:
+def _check_image(path: Path, suffix: str, role: str, limits: UploadLimits) -> tuple[int, int]:
     try:
         with Image.open(path, formats=[_PIL_FORMAT[suffix]]) as image:
             # The header's size is checked before any pixel is decoded (decompression bombs).
             _check_pixels(role, image.width, image.height, limits)
             image.load()
+            return image.width, image.height
     except UserError:
         raise
     except Exception as e:  # Pillow raises many types for corrupt files
         raise UserError(f"{role}: not a readable {suffix[1:]} image ({type(e).__name__})") from None
 
 
-def _check_video(path: Path, suffix: str, role: str, limits: UploadLimits) -> None:
+def _check_video(path: Path, suffix: str, role: str, limits: UploadLimits) -> tuple[int, int]:
     frames = 0
+    first_size = (0, 0)
     try:
         with av.open(str(path), format=_DEMUXER[suffix]) as container:
             if not container.streams.video:
@@ -128,6 +131,8 @@ def _check_video(path: Path, suffix: str, role: str, limits: UploadLimits) -> No
             for frame in container.decode(stream):
                 # Sizes may change mid-stream, and headers may lie about the frame count.
                 _check_pixels(role, frame.width, frame.height, limits)
+                if frames == 0:
+                    first_size = (frame.width, frame.height)
                 frames += 1
                 if frames > limits.max_frames:
                     raise UserError(f"{role}: more than {limits.max_frames} frames")
@@ -139,3 +144,4 @@ def _check_video(path: Path, suffix: str, role: str, limits: UploadLimits) -> No
         raise UserError(f"{role}: not a readable {suffix[1:]} video ({type(e).__name__})") from None
     if frames == 0:
         raise UserError(f"{role}: the file contains no decodable video frames")
+    return first_size

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from cinegen.errors import UserError
@@ -56,10 +59,12 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     s.add_argument("--context-guidance", type=float, metavar="G",
                    help="long videos: guidance on the frames each later window continues, the first frame "
                         "and the recent past (1 = off; default: the model's)")
-    s.add_argument("--negative", default="", help="negative prompt: what to steer away from")
-    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    # No defaults here: an option left out is None, so `generate --from` can tell what was given,
+    # and the request's own defaults apply (request_from_args).
+    s.add_argument("--negative", help="negative prompt: what to steer away from")
+    s.add_argument("--seed", type=int, help="random seed (default 0)")
     s.add_argument("--sampler", choices=["euler", "heun"], help="ODE solver (default euler)")
-    s.add_argument("--batch", type=_positive_int, default=1, help="number of variations (seeds seed..seed+N-1)")
+    s.add_argument("--batch", type=_positive_int, help="number of variations (seeds seed..seed+N-1; default 1)")
     m = p.add_argument_group("model")
     m.add_argument("--model", help="model directory (default: the shipped model in weights/)")
     m.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
@@ -86,14 +91,26 @@ def memory_options(args: argparse.Namespace) -> dict:
 def request_from_args(args: argparse.Namespace, **task_fields):
     from cinegen.pipeline import GenerateRequest
 
-    return GenerateRequest(
+    options = dict(
         prompt=args.prompt, negative=args.negative, width=args.width, height=args.height, aspect=args.aspect,
         size=args.size, seconds=args.seconds, fps=args.fps, frames=args.frames, steps=args.steps,
         guidance=args.guidance, image_guidance=args.image_guidance, guidance_min_t=args.guidance_min_t,
         sampler=args.sampler, seed=args.seed, context_t_floor=args.context_t_floor,
-        context_guidance=args.context_guidance,
-        batch=args.batch, **task_fields,
+        context_guidance=args.context_guidance, batch=args.batch,
     )
+    # Options left out are None: the request's defaults (seed 0, one video, no negative) apply.
+    return GenerateRequest(**{k: v for k, v in options.items() if v is not None}, **task_fields)
+
+
+def request_options_given(args: argparse.Namespace) -> list[str]:
+    """The command-line options that set a field of the request, i.e. change what is drawn (PROMPT,
+    --seed, --image, ...), as written; left out, they are None (or False for --draft). The model
+    options, -o and -q are not request fields."""
+    from cinegen.pipeline import GenerateRequest
+
+    names = [f.name for f in dataclasses.fields(GenerateRequest)]
+    given = [name for name in names if getattr(args, name, None) is not None and getattr(args, name) is not False]
+    return ["PROMPT" if name == "prompt" else "--" + name.replace("_", "-") for name in given]
 
 
 def output_paths(output: str, batch: int) -> list[Path]:
@@ -101,6 +118,31 @@ def output_paths(output: str, batch: int) -> list[Path]:
     if batch == 1:
         return [path]
     return [path.with_name(f"{path.stem}_{i}{path.suffix}") for i in range(batch)]
+
+
+class Terminated(BaseException):
+    """SIGTERM as an exception (a BaseException, like KeyboardInterrupt, so no `except Exception`
+    stops it): the writers remove their temporary files as they do on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def sigterm_raises():
+    """Within the block (or the function it decorates) SIGTERM raises `Terminated`: by default it ends
+    the process on the spot, which left the hidden `.out.*.mp4` of a write in progress. Only the
+    commands that write outputs ask for it: `cinegen serve` and its workers keep their own handling
+    (a worker hands its job back). The handler before comes back after."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread has handlers
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -113,6 +155,7 @@ def writing(path: Path):
         raise UserError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
 
 
+@sigterm_raises()
 def run_request(args: argparse.Namespace, req) -> int:
     """Validate, generate, and write every output with its JSON sidecar."""
     from cinegen.media import check_output_path, write_sidecar, write_video
@@ -148,6 +191,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from cinegen.pipeline import GenerateRequest
 
     if args.from_record:
+        given = request_options_given(args)
+        if given:
+            raise UserError(
+                f"--from {args.from_record!r} makes the recorded request again; leave out {', '.join(given)} "
+                "(with --from give only -o, -q and the model options such as --model, --device, --dtype)"
+            )
         record_path = Path(args.from_record)
         if not record_path.is_file():
             raise UserError(f"record {args.from_record!r} does not exist")
@@ -250,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cinegen: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("cinegen: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
@@ -53,25 +54,37 @@ class MediaInfo:
 
 
 def check_output_path(path: str | os.PathLike) -> Path:
-    """Validate an output path before any work is done: known suffix, writable folder."""
+    """Validate an output path before any work is done: known suffix, not a folder, writable folder."""
     path = Path(path)
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise UserError(f"output {str(path)!r} has suffix {path.suffix!r}; allowed: {', '.join(OUTPUT_SUFFIXES)}")
-    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise UserError(f"output {str(path)!r} is a folder; give a file name such as {str(path / 'out.mp4')!r}")
+    folder = path.parent
     if not folder.is_dir():
         raise UserError(f"output folder {str(folder)!r} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"output folder {str(folder)!r} is not writable")
+    # Create (and remove) the temporary file the writer will use: os.access says yes to root
+    # everywhere, /proc included, where only the write itself fails.
+    try:
+        os.unlink(_temp_beside(path))
+    except OSError:
+        raise UserError(f"output folder {str(folder)!r} is not writable") from None
     return path
+
+
+def _temp_beside(path: Path) -> Path:
+    """A new empty hidden file in `path`'s folder (`.out.x1y2.mp4`), for an atomic rename over `path`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
 
 
 @contextlib.contextmanager
 def _atomic_target(path: Path):
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent or ".")
-    os.close(fd)
+    tmp = _temp_beside(path)
     try:
-        yield Path(tmp)
+        yield tmp
         # mkstemp makes the file private (0600); outputs get the usual permissions, as `open` would.
         umask = os.umask(0)
         os.umask(umask)
@@ -165,9 +178,14 @@ def _write_av(path: Path, frames: np.ndarray, fps: float, suffix: str, comment: 
 
 
 def _write_images(path: Path, frames: np.ndarray, comment: str | None) -> Path:
+    """One image at `path`, or numbered frames `name_0000.png ...`: a set that is whole or not there.
+    Every frame goes to a temporary file first and all are renamed only once all are written; then
+    the numbered frames of an earlier, longer run (or all of them, for one image) are removed, so the
+    folder holds exactly the frames the sidecar describes."""
     targets = [path] if len(frames) == 1 else [path.with_name(f"{path.stem}_{i:04d}{path.suffix}") for i in range(len(frames))]
-    for target, frame in zip(targets, frames, strict=True):
-        with _atomic_target(target) as tmp:
+    with contextlib.ExitStack() as stack:
+        for target, frame in zip(targets, frames, strict=True):
+            tmp = stack.enter_context(_atomic_target(target))
             image = Image.fromarray(frame)
             if target.suffix.lower() == ".png" and comment:
                 from PIL.PngImagePlugin import PngInfo
@@ -177,6 +195,11 @@ def _write_images(path: Path, frames: np.ndarray, comment: str | None) -> Path:
                 image.save(tmp, format="PNG", pnginfo=info)
             else:
                 image.save(tmp, format="PNG" if target.suffix.lower() == ".png" else "JPEG", quality=95)
+    numbered = re.compile(rf"{re.escape(path.stem)}_\d{{4,}}{re.escape(path.suffix)}")
+    written = {target.name for target in targets}
+    for stale in path.parent.iterdir():
+        if numbered.fullmatch(stale.name) and stale.name not in written and stale.is_file():
+            stale.unlink(missing_ok=True)
     return targets[0]
 
 

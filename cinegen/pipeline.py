@@ -424,8 +424,7 @@ class Pipeline:
         f = self.backend.time_factor
         inputs = inputs_mod.load(req, min_frames=1 + f, max_frames=MAX_SOURCE_FRAMES)
         geometry = self.geometry(req, inputs.source_size, inputs.video_fps)
-        if req.task == "extend" and geometry.frames == 1:  # extend adds frames - 1
-            raise UserError(f"--frames 1 adds nothing to the clip; give at least {1 + f} (or --seconds)")
+        self._check_length(req, inputs, geometry)
         self._fit_inputs(req, inputs, geometry)
         if getattr(self.backend, "condition_channels", False) and req.task == "generate":
             if inputs.image is None and inputs.last_image is None:
@@ -440,6 +439,46 @@ class Pipeline:
 
     def validate(self, req: GenerateRequest) -> Geometry:
         return self.prepare(req).geometry
+
+    def _check_length(self, req: GenerateRequest, inputs: Inputs, g: Geometry) -> None:
+        """Lengths a task cannot make: refused here, not in the task, where the inputs are already
+        encoded and the progress bar runs."""
+        f, latents = self.backend.time_factor, g.latent[0]
+        if req.task == "generate" and inputs.last_image is not None:
+            if latents > LONG_WINDOW_LATENTS:  # the last image is a known frame of the one canvas
+                raise UserError(f"--last-image works for clips up to {self._window_seconds(g):g} s at {g.fps:g} fps")
+            shortest = 3 if inputs.image is not None else 2  # a generated latent frame between the images
+            if latents < shortest:
+                raise UserError(f"--last-image needs a clip of at least {self.frames_of(shortest)} frames")
+        if req.task == "extend" and g.frames == 1:  # extend adds frames - 1
+            raise UserError(f"--frames 1 adds nothing to the clip; give at least {1 + f} (or --seconds)")
+        if req.task == "connect":
+            # The transition is the clip's latent frames after the first; a canvas of A's last, the
+            # transition and B's first latent frames must fit where RoPE holds.
+            limit = MAX_CANVAS_LATENTS - 2 * CONNECT_CONTEXT_LATENTS - 1
+            if latents - 1 > limit:
+                raise UserError(
+                    f"a transition of {g.frames - 1} frames is too long; at most "
+                    f"{f * limit - 1} frames ({(f * limit - 1) / g.fps:.1f} s at {g.fps:g} fps)"
+                )
+            if latents - 1 < 1:
+                raise UserError(
+                    f"a transition of {g.frames} frame is too short; at least {self.frames_of(2)} frames "
+                    f"({self.frames_of(2) / g.fps:.1f} s at {g.fps:g} fps)"
+                )
+        if req.task == "loop":
+            if inputs.video is None and latents > MAX_CANVAS_LATENTS:
+                raise UserError(
+                    f"loops are at most {self.frames_of(MAX_CANVAS_LATENTS)} frames "
+                    f"({self.frames_of(MAX_CANVAS_LATENTS) / g.fps:.1f} s at {g.fps:g} fps)"
+                )
+            # Circular time needs 2 latent frames; a clip's bridge back starts from its last 1 + k.
+            shortest = 2 if inputs.video is None else 1 + CONNECT_CONTEXT_LATENTS
+            if latents < shortest:
+                raise UserError(
+                    f"a loop of {g.frames} frame(s) is too short; at least {self.frames_of(shortest)} frames "
+                    f"({self.frames_of(shortest) / g.fps:.1f} s at {g.fps:g} fps)"
+                )
 
     def _fit_inputs(self, req: GenerateRequest, inputs: Inputs, g: Geometry) -> None:
         """Images must have the video's aspect; videos and masks are resized/cropped, with a note."""
@@ -568,10 +607,17 @@ class Pipeline:
         return GenerationResult(videos, g.fps, metadata, latent.cpu())
 
     def _window_seconds(self, g: Geometry) -> float:
-        return round((1 + (LONG_WINDOW_LATENTS - 1) * self.backend.time_factor) / g.fps, 2)
+        return round(self.frames_of(LONG_WINDOW_LATENTS) / g.fps, 2)
+
+    def frames_of(self, latents: int) -> int:
+        """The video frames `latents` latent frames decode to (the first alone, then time_factor each)."""
+        return 1 + (latents - 1) * self.backend.time_factor
 
     def metadata(self, req: GenerateRequest, prep: Prepared) -> dict:
-        """Everything needed to reproduce the output (`cinegen generate --from out.json`)."""
+        """Everything needed to reproduce the output (`cinegen generate --from out.json`): the request,
+        and for information what it ran on. `--from` replays the request only: the model, device and
+        dtype are the new run's, and another device or dtype (bf16 is CUDA's default) can change
+        the frames slightly."""
         geometry, guidance = prep.geometry, prep.guidance
         request = req.to_dict() | {
             "width": geometry.width,
@@ -589,7 +635,9 @@ class Pipeline:
             "size": None,
             "seconds": None,
         }
-        return {"cinegen": cinegen.__version__, "model": self.model_name, "request": request}
+        backend = self.backend
+        return {"cinegen": cinegen.__version__, "model": self.model_name, "device": str(backend.device),
+                "dtype": str(backend.dtype).removeprefix("torch."), "request": request}
 
 
 # ----------------------------------------------------------------------------- one job's helpers
@@ -708,7 +756,7 @@ class _Job:
         )
 
     def frames_of(self, latents: int) -> int:
-        return 1 + (latents - 1) * self.f
+        return self.pipe.frames_of(latents)
 
     def window_seed(self, seed: int, window: int) -> int:
         return (seed * 1_000_003 + 7919 * window) % 2**63 if window else seed
@@ -880,7 +928,7 @@ def task_generate(job: _Job) -> list[np.ndarray]:
     """Text (+ first / last image) → video; longer than one window: windows with an anchor."""
     if job.prep.shots is not None:
         return [storyboard(job, job.req.seed + i) for i in range(job.req.batch)]
-    g, inputs = job.g, job.inputs
+    g = job.g
     if g.latent[0] <= LONG_WINDOW_LATENTS:
         job.passes(1)
         latent = job.sample(
@@ -889,10 +937,6 @@ def task_generate(job: _Job) -> list[np.ndarray]:
             job.req.batch,
         )
         return [carry_detail(v, given_images(job, len(v)))[: g.frames] for v in job.decode(latent)]
-    if inputs.last_image is not None:
-        raise UserError(
-            f"--last-image works for clips up to {job.pipe._window_seconds(g):g} s at {g.fps:g} fps"
-        )
     job.passes(job.req.batch * long_video_passes(job, g.frames))
     return [long_video(job, job.req.prompt, g.frames, job.req.seed + i) for i in range(job.req.batch)]
 
@@ -901,10 +945,6 @@ def first_window_canvas(job: _Job, shape: tuple[int, int, int]) -> Canvas:
     first, last = job.inputs.image, job.inputs.last_image
     if first is None and last is None:
         return text_to_video(shape, job.patch)
-    if last is not None and shape[0] < (3 if first is not None else 2):
-        raise UserError(
-            f"--last-image needs a clip of at least {job.frames_of(3 if first is not None else 2)} frames"
-        )
     known = torch.zeros(job.backend.latent_channels, *shape)
     frames, images = [], {}  # latent frames known; the images at their video frames (a last one held)
     if first is not None:
@@ -1016,13 +1056,7 @@ def task_extend(job: _Job) -> list[np.ndarray]:
 def task_connect(job: _Job) -> list[np.ndarray]:
     """A, a generated transition of about `seconds`, then B."""
     a, b = job.inputs.video, job.inputs.video_b
-    latents = job.g.latent[0] - 1
-    limit = MAX_CANVAS_LATENTS - 2 * CONNECT_CONTEXT_LATENTS - 1
-    if latents > limit:
-        raise UserError(
-            f"a transition of {job.g.frames - 1} frames is too long; at most "
-            f"{job.f * limit - 1} frames ({(job.f * limit - 1) / job.g.fps:.1f} s at {job.g.fps:g} fps)"
-        )
+    latents = job.g.latent[0] - 1  # its length is checked in Pipeline._check_length
     job.passes(job.req.batch)
     return [np.concatenate([a, job.bridge(a, b, latents, job.req.seed + i), b]) for i in range(job.req.batch)]
 
@@ -1032,13 +1066,6 @@ def task_loop(job: _Job) -> list[np.ndarray]:
     g, video = job.g, job.inputs.video
     job.passes(job.req.batch)
     if video is None:
-        if g.latent[0] > MAX_CANVAS_LATENTS:
-            raise UserError(
-                f"loops are at most {job.frames_of(MAX_CANVAS_LATENTS)} frames "
-                f"({job.frames_of(MAX_CANVAS_LATENTS) / g.fps:.1f} s at {g.fps:g} fps)"
-            )
-        if g.latent[0] < 2:
-            raise UserError("a loop needs at least 2 latent frames (frames >= 5)")
         # On circular time every latent frame stands for f frames (none is the causal VAE's
         # one-frame start), so the loop repeats every f·T frames, T chosen nearest the request.
         shape = (max(2, round(g.frames / job.f)), *g.latent[1:])
@@ -1051,8 +1078,6 @@ def task_loop(job: _Job) -> list[np.ndarray]:
         job.last_latent = latent.cpu()
         return [v[-job.f * shape[0] :] for v in turns]
     source = source_latents(job, video, MAX_CANVAS_LATENTS)
-    if len(source) < 1 + job.f * CONNECT_CONTEXT_LATENTS:
-        raise UserError(f"--video needs at least {1 + job.f * CONNECT_CONTEXT_LATENTS} frames to loop")
     latents = max(2, round(LOOP_BRIDGE_SHARE * (len(source) - 1) / job.f))
     return [
         np.concatenate([source, job.bridge(source, source, latents, job.req.seed + i)])

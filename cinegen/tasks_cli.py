@@ -11,7 +11,14 @@ import json
 import time
 from pathlib import Path
 
-from cinegen.cli import add_generation_options, memory_options, request_from_args, run_request, writing
+from cinegen.cli import (
+    add_generation_options,
+    memory_options,
+    request_from_args,
+    run_request,
+    sigterm_raises,
+    writing,
+)
 from cinegen.errors import UserError
 
 DRAFT_LATENT_SUFFIX = ".latent.safetensors"
@@ -94,6 +101,7 @@ def read_draft_state(path: str) -> tuple[dict, object]:
     return dict(record, request=request), latent
 
 
+@sigterm_raises()
 def cmd_finalize(args: argparse.Namespace) -> int:
     from cinegen.media import check_output_path, write_sidecar, write_video
     from cinegen.pipeline import FINALIZE_ANCHOR_UNTIL, FINALIZE_STRENGTH, GenerateRequest, Pipeline

@@ -108,10 +108,30 @@ def test_cli_writes_mp4_with_metadata_and_reproduces_from_sidecar(tiny_model_dir
     record = json.loads(out.with_suffix(".json").read_text())
     assert read_metadata(out) == record
     assert record["request"]["prompt"] == "a green dot moves up" and record["request"]["seed"] == 7
+    assert (record["device"], record["dtype"]) == ("cpu", "float32")
+    # Device and dtype are recorded for information: --from replays the request on the device it is given.
+    out.with_suffix(".json").write_text(json.dumps(record | {"device": "cuda", "dtype": "bfloat16"}))
     again = tmp_path / "again.mp4"
     assert main(["generate", "--from", str(out.with_suffix(".json")), "--model", str(tiny_model_dir),
-                 "-o", str(again), "-q"]) == 0
+                 "--device", "cpu", "-o", str(again), "-q"]) == 0
     assert np.array_equal(read_video(again)[0], frames)
+
+
+@pytest.mark.parametrize("given", [["--frames", "1"], ["--seed", "0"], ["--negative", ""], ["a blue dot"], ["--draft"]])
+def test_cli_from_refuses_settings_that_would_change_the_output(tiny_model_dir, tmp_path, capsys, given):
+    """`--from x.json --frames 1` (or a new seed, even 0, or a prompt) made the recorded request and
+    silently ignored the rest."""
+    record = tmp_path / "in.json"
+    record.write_text(json.dumps({"request": {"prompt": "a green dot", "frames": 5, "seed": 3}}))
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["generate", *given, "--from", str(record), "--model", str(tiny_model_dir), "--device", "cpu",
+            "-o", str(out / "x.mp4"), "-q"]
+    assert main(args) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    flag = "PROMPT" if given == ["a blue dot"] else given[0]
+    assert len(lines) == 1 and lines[0].startswith("cinegen: error: --from") and f"leave out {flag} " in lines[0], lines
+    assert list(out.iterdir()) == []
 
 
 def test_guidance_min_t_is_recorded_and_old_sidecars_guide_every_step(tiny_model_dir, tmp_path):
@@ -177,14 +197,25 @@ def test_cli_from_a_broken_sidecar_one_line_exit_2_no_file(tiny_model_dir, tmp_p
     assert list(out.iterdir()) == []
 
 
-def test_cli_output_the_folder_cannot_take_one_line_exit_2(tiny_model_dir, tmp_path, capsys):
+@pytest.mark.parametrize("where", ["folder", "proc"])
+def test_cli_output_the_folder_cannot_take_fails_before_the_model_loads(tiny_model_dir, tmp_path, monkeypatch,
+                                                                       capsys, where):
     """A folder named like the output passed check_output_path, and the rename over it raised
-    IsADirectoryError after the whole generation (as /proc/x.mp4 did FileNotFoundError for root)."""
+    IsADirectoryError after the whole generation; for root /proc passed os.access, and the write
+    failed at the end (FileNotFoundError)."""
+    def load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output path was checked")
+
+    monkeypatch.setattr(Pipeline, "load", load)
     (tmp_path / "x.mp4").mkdir()
-    args = ["generate", "x", "--frames", "1", "--model", str(tiny_model_dir), "-o", str(tmp_path / "x.mp4"), "-q"]
+    output = str(tmp_path / "x.mp4") if where == "folder" else "/proc/x.mp4"
+    args = ["generate", "x", "--frames", "1", "--model", str(tiny_model_dir), "-o", output, "-q"]
     assert main(args) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == [f"cinegen: error: cannot write {str(tmp_path / 'x.mp4')!r}: Is a directory"]
+    assert lines == [{
+        "folder": f"cinegen: error: output {output!r} is a folder; give a file name such as {output + '/out.mp4'!r}",
+        "proc": "cinegen: error: output folder '/proc' is not writable",
+    }[where]]
     assert [p.name for p in tmp_path.iterdir()] == ["x.mp4"] and not any((tmp_path / "x.mp4").iterdir())
 
 
@@ -204,6 +235,60 @@ def test_cli_interrupted_while_writing_leaves_the_old_output(tiny_model_dir, tmp
     assert main(args) == 130
     assert capsys.readouterr().err.strip() == "cinegen: interrupted"
     assert [p.name for p in tmp_path.iterdir()] == ["x.mp4"] and out.read_bytes() == b"the earlier video"
+
+
+def test_cli_terminated_while_writing_leaves_no_temporary_file(tiny_model_dir, tmp_path):
+    """SIGTERM (kill, timeout, a batch scheduler) in the middle of encoding ended the process on the
+    spot and left the hidden `.x.*.mp4` beside the output; it now unwinds like Ctrl-C, and the
+    handler from before comes back."""
+    out = tmp_path / "x.mp4"
+    out.write_bytes(b"the earlier video")
+    script = f"""
+import os, signal, sys
+import cinegen.media
+from cinegen.cli import main
+
+def terminated(path, *args):
+    path.write_bytes(b"half a video")
+    os.kill(os.getpid(), signal.SIGTERM)
+
+cinegen.media._write_av = terminated
+code = main(["generate", "x", "--frames", "5", "--model", {str(tiny_model_dir)!r}, "-o", {str(out)!r}, "-q"])
+assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+sys.exit(code)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert (proc.returncode, proc.stderr.strip()) == (143, "cinegen: terminated")
+    assert [p.name for p in tmp_path.iterdir()] == ["x.mp4"] and out.read_bytes() == b"the earlier video"
+
+
+def test_png_frames_are_written_as_one_whole_set(tmp_path, monkeypatch):
+    """Many frames to .png: a shorter run left the longer run's frames_0005.png ... behind, and a failure
+    partway left new frames beside old ones."""
+    from PIL import Image
+
+    out = tmp_path / "frames.png"
+    write_video(out, np.full((9, 16, 16, 3), 10, np.uint8), 8.0)
+    write_video(out, np.full((5, 16, 16, 3), 20, np.uint8), 8.0)
+    names = [f"frames_{i:04d}.png" for i in range(5)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
+
+    save, saved = Image.Image.save, []
+
+    def disk_full_at_the_third(image, *args, **kwargs):
+        saved.append(image)
+        if len(saved) == 3:
+            raise OSError(28, "No space left on device")
+        return save(image, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", disk_full_at_the_third)
+    with pytest.raises(OSError):
+        write_video(out, np.full((5, 16, 16, 3), 30, np.uint8), 8.0)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
+    assert all((read_video(tmp_path / name)[0] == 20).all() for name in names)
+    write_video(out, np.full((1, 16, 16, 3), 40, np.uint8), 8.0)  # one image: the numbered set is stale
+    assert [p.name for p in tmp_path.iterdir()] == ["frames.png"]
 
 
 def test_cli_process_exit_code_and_no_traceback(tiny_model_dir, tmp_path):

@@ -427,6 +427,30 @@ def test_bad_input_one_line_exit_2_nothing_written(tiny_model_dir, clips, tmp_pa
     assert list(outdir.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (dict(task="connect", video="a.mp4", video_b="b.mp4", frames=1),
+         "a transition of 1 frame is too short; at least 5 frames (0.6 s at 8 fps)"),
+        (dict(task="connect", video="a.mp4", video_b="b.mp4", seconds=30),
+         "a transition of 240 frames is too long; at most 51 frames (6.4 s at 8 fps)"),
+        (dict(task="loop", seconds=30), "loops are at most 61 frames (7.6 s at 8 fps)"),
+        (dict(task="loop", frames=1), "a loop of 1 frame(s) is too short; at least 5 frames (0.6 s at 8 fps)"),
+        (dict(task="loop", video="a.mp4", frames=1),
+         "a loop of 1 frame(s) is too short; at least 5 frames (0.6 s at 8 fps)"),
+        (dict(last_image="img.png", seconds=30), "--last-image works for clips up to 4.12 s at 8 fps"),
+        (dict(image="img.png", last_image="img.png", frames=5), "--last-image needs a clip of at least 9 frames"),
+    ],
+)
+def test_lengths_a_task_cannot_make_are_refused_in_validation(pipe, clips, fields, message):
+    """These were checked in the task code: after validation, once the inputs were encoded and the
+    progress bar ran (connect --frames 1 then said "2 + 1 known latent frames leave nothing to generate")."""
+    files = {k: str(clips / v) for k, v in fields.items() if k in ("video", "video_b", "image", "last_image")}
+    with pytest.raises(UserError) as error:
+        pipe.validate(GenerateRequest("x", **fields | files))
+    assert str(error.value) == message
+
+
 def test_server_task_fields_run_through_pipeline_run(pipe, clips):
     """The server sends task + file fields of GenerateRequest and calls Pipeline.run."""
     for task, extra in (("edit", {"strength": 0.6}), ("extend", {}), ("loop", {})):

@@ -30,6 +30,8 @@ class AutoencoderConfig:
     spatial_downsample: tuple[bool, ...] = (True, False)
     time_downsample: tuple[bool, ...] = (True, True)  # two halvings: 4x in time
     blocks_per_level: int = 1
+    # Channels of the temporal gate after the decoder (`TemporalGate`); 0: no gate.
+    gate_width: int = 0
 
     @property
     def spatial_factor(self) -> int:
@@ -134,6 +136,13 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
         denoiser=DenoiserConfig(latent_channels=16, rope_side_range=DEFAULT_SIDE_RANGE),
         name="cinegen-tiny-c16",
     ),
+    # The default model with a temporal gate after its decoder, trained alone on the frozen VAE
+    # (configs/cpu-vae-gate.toml): the decoder redraws a still background around a moving
+    # object differently in every frame, and the gate keeps those pixels as they were.
+    "tiny-gated": ModelConfig(
+        autoencoder=AutoencoderConfig(gate_width=16),
+        denoiser=DenoiserConfig(rope_side_range=DEFAULT_SIDE_RANGE),
+    ),
     # For unit tests: a few thousand parameters, same code paths.
     "test": ModelConfig(
         autoencoder=AutoencoderConfig(latent_channels=4, channels=(8, 8, 8), patch=2, spatial_downsample=(True, True)),
@@ -141,6 +150,11 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
         name="cinegen-test",
     ),
 }
+# For unit tests of the gate: the test model with a temporal gate after its decoder.
+MODEL_PRESETS["test-gated"] = dataclasses.replace(
+    MODEL_PRESETS["test"],
+    autoencoder=dataclasses.replace(MODEL_PRESETS["test"].autoencoder, gate_width=4),
+)
 
 
 @dataclass
@@ -207,6 +221,13 @@ class TrainConfig:
     context_noise: float = 0.0
     # Autoencoder stage: train the decoder only, keeping the (EMA) encoder a denoiser was trained on.
     freeze_encoder: bool = False
+    # Autoencoder stage: train the temporal gate alone (a preset with `gate_width`), on the encoder
+    # and decoder it starts from (`init_from`), which stay as they are.
+    gate_only: bool = False
+    # Autoencoder stage: decode latents with added noise, its std (in units of each latent
+    # channel's std) drawn per clip from [0, latent_noise]. A denoiser's latents are a little off;
+    # a gate trained on exact ones learns to trust the decoder's frame changes more than it should.
+    latent_noise: float = 0.0
     cache_clips: int = 0  # denoiser stage: clips to render and encode once (0 = twice the caption pool)
     # A model directory to start a fresh run from (its VAE or its denoiser, by stage), e.g. "weights".
     init_from: str = ""

@@ -149,7 +149,8 @@ def log(out_dir: Path, record: dict) -> None:
 
 def autoencoder_loss(vae: nn.Module, video: torch.Tensor, kl_weight: float, generator: torch.Generator,
                      objects: torch.Tensor | None = None, object_weight: float = 0.0,
-                     temporal_weight: float = 0.0, edge_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+                     temporal_weight: float = 0.0, edge_weight: float = 0.0, latent_noise: float = 0.0
+                     ) -> tuple[torch.Tensor, dict]:
     """L1 + MSE (+ a tiny KL). With `object_weight`, pixels that hold an object or change from
     the previous frame (where a moving thing arrives and where it left), grown by one pixel,
     count `1 + object_weight` times: a small VAE otherwise keeps a moving object frozen at its
@@ -157,8 +158,8 @@ def autoencoder_loss(vae: nn.Module, video: torch.Tensor, kl_weight: float, gene
     loss on the change between consecutive frames, so a still background decodes still. With
     `edge_weight`, the same between neighbouring pixels (along height and width): an L1 loss
     on the image gradient, which a blurred edge or corner misses, unlike the per-pixel losses
-    where a blur is a cheap average."""
-    recon, dist_ = vae(video, generator)
+    where a blur is a cheap average. `latent_noise`: see TrainConfig.latent_noise."""
+    recon, dist_ = vae(video, generator, latent_noise)
     error = recon - video
     weight = torch.ones_like(video[:, :1])
     if object_weight > 0:
@@ -339,6 +340,14 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
         # that encoder, so better reconstructions never shift the latent space under the denoiser.
         model.encoder.load_state_dict(ema.encoder.state_dict())
         model.encoder.requires_grad_(False)
+    if cfg.stage == "autoencoder" and cfg.gate_only:
+        if model.gate is None:
+            raise UserError(f"gate_only needs a model with a temporal gate (gate_width > 0); {cfg.model!r} has none")
+        if min(cfg.data.latent_frames) < 2:
+            raise UserError(f"gate_only trains on clips, not images: latent_frames must all be >= 2, "
+                            f"got {list(cfg.data.latent_frames)}")
+        model.encoder.requires_grad_(False)
+        model.decoder.requires_grad_(False)
     net = DistributedDataParallel(model) if rt.world_size > 1 else model
     if rt.main:
         params = sum(p.numel() for p in model.parameters())
@@ -362,7 +371,8 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
             if cfg.stage == "autoencoder":
                 objects = batch.objects.to(rt.device) if batch.objects is not None else None
                 loss, stats = autoencoder_loss(net, batch.video.to(rt.device), cfg.kl_weight, generator, objects,
-                                               cfg.object_weight, cfg.temporal_weight, cfg.edge_weight)
+                                               cfg.object_weight, cfg.temporal_weight, cfg.edge_weight,
+                                               cfg.latent_noise)
             else:
                 text = captions[batch.caption_ids]
                 drop = torch.rand(len(batch.caption_ids), generator=generator) < cfg.text_dropout
@@ -396,7 +406,8 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
             log(out_dir, {"step": step, "samples": sample_and_evaluate(model_cfg, vae, ema, heldout_text,
                                                                        out_dir / "samples" / f"{step:06d}")})
         if step % cfg.checkpoint_every == 0 or step == end:
-            if cfg.stage == "autoencoder" and not cfg.freeze_encoder:  # cheap; every checkpoint usable
+            # Cheap; every checkpoint usable. A frozen encoder keeps the statistics its denoiser knows.
+            if cfg.stage == "autoencoder" and not (cfg.freeze_encoder or cfg.gate_only):
                 measure_latent_stats(ema, source, buckets, tf, cfg.seed)
             if rt.main:
                 save_checkpoint(ckpt_path, {"model": model.state_dict(), "ema": ema.state_dict(),
@@ -464,8 +475,10 @@ def load_init(model: CausalVAE | SpacetimeDiT, state: dict[str, torch.Tensor]) -
     if set(own) == set(state) and old < new:
         model.load_narrower(state)
         return [old, new]
+    # A VAE given a temporal gate starts from one without: the gate keeps its fresh, nearly closed init.
+    fresh_gate = {name: own[name] for name in own if name.startswith("gate.") and name not in state}
     try:
-        model.load_state_dict(state)
+        model.load_state_dict(state | fresh_gate)
     except RuntimeError as error:
         lines = str(error).splitlines()
         detail = lines[1].strip() if len(lines) > 1 else lines[0]
@@ -494,7 +507,7 @@ def export(run_dir: str | Path, target: str | Path, autoencoder: str | None = No
         dit.load_state_dict(state["ema"])
         vae = load_autoencoder(cfg.autoencoder_from, model_cfg.autoencoder)
     if autoencoder:
-        decoder_vae = load_autoencoder(autoencoder, model_cfg.autoencoder)
+        decoder_vae = load_autoencoder(autoencoder)
         for (name, a), b in zip(vae.encoder.state_dict().items(), decoder_vae.encoder.state_dict().values(),
                                 strict=True):
             if not torch.equal(a, b):
@@ -503,5 +516,6 @@ def export(run_dir: str | Path, target: str | Path, autoencoder: str | None = No
         decoder_vae.latent_mean.copy_(vae.latent_mean)
         decoder_vae.latent_std.copy_(vae.latent_std)
         vae = decoder_vae
+        model_cfg = dataclasses.replace(model_cfg, autoencoder=vae.config)  # e.g. with its temporal gate
     NativeBackend.save(target, model_cfg, vae, dit)
 

@@ -102,3 +102,55 @@ def test_widening_keeps_the_reconstruction_and_narrowing_undoes_it(vae):
     first_wide, first_back = wide.decoder[0](raw), back.decoder[0](raw[:, :4])
     torch.testing.assert_close(first_back[..., 1:-1, 1:-1], first_wide[..., 1:-1, 1:-1])
     assert not torch.allclose(first_back, first_wide)
+
+
+@pytest.fixture(scope="module")
+def gated_vae():
+    torch.manual_seed(0)
+    vae = CausalVAE(dataclasses.replace(MODEL_PRESETS["test"].autoencoder, gate_width=4)).eval()
+    with torch.no_grad():  # a gate that has learned something: not the nearly closed init
+        vae.gate.net[-1].weight.normal_(0, 0.5)
+        vae.gate.net[-1].bias.fill_(0.0)
+    return vae
+
+
+def test_gate_closed_passes_the_decoder_frames_and_open_holds_frame_zero(gated_vae):
+    video = torch.randn(1, 3, 5, 16, 16)
+    last = gated_vae.gate.net[-1]
+    saved = last.weight.clone(), last.bias.clone()
+    try:
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.fill_(-100.0)
+            torch.testing.assert_close(gated_vae.gate(video), video)
+            last.bias.fill_(100.0)
+            torch.testing.assert_close(gated_vae.gate(video), video[:, :, :1].expand_as(video))
+    finally:
+        with torch.no_grad():
+            last.weight.copy_(saved[0])
+            last.bias.copy_(saved[1])
+
+
+def test_gated_decode_keeps_frame_zero_and_mixes_only_decoded_values(gated_vae):
+    z = torch.randn(1, 4, 3, 4, 4)
+    drawn = gated_vae.decode_raw(z)
+    out = gated_vae.decode(z)
+    torch.testing.assert_close(out[:, :, 0], drawn[:, :, 0])
+    assert not torch.allclose(out, drawn)
+    # Every output pixel lies between the decoder's values for it so far (a mix, no new colour).
+    low, high = drawn.cummin(dim=2).values, drawn.cummax(dim=2).values
+    assert (out >= low - 1e-5).all() and (out <= high + 1e-5).all()
+
+
+def test_chunked_gated_decode_equals_full_decode(gated_vae):
+    z = torch.randn(1, 4, 7, 4, 4)
+    full = gated_vae.decode(z)
+    for chunk in (1, 2, 3):
+        torch.testing.assert_close(gated_vae.decode_chunked(z, chunk=chunk), full, atol=1e-5, rtol=1e-5)
+
+
+def test_latent_noise_changes_only_the_training_reconstruction(gated_vae):
+    video = torch.randn(2, 3, 5, 16, 16)
+    plain, _ = gated_vae(video, torch.Generator().manual_seed(0))
+    noisy, _ = gated_vae(video, torch.Generator().manual_seed(0), latent_noise=0.5)
+    assert plain.shape == noisy.shape and not torch.allclose(plain, noisy)

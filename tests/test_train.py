@@ -431,3 +431,36 @@ def test_average_models_writes_the_weighted_mean_and_refuses_a_bad_share(tiny_mo
     bad = subprocess.run(run + [str(tmp_path / "bad"), "--weight", "1.5"], capture_output=True, text=True)
     assert bad.returncode != 0 and "--weight 1.5" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_gate_only_run_trains_the_gate_alone_and_exports_it(vae_run, tmp_path):
+    from cinegen.backends.native import NativeBackend
+    from cinegen.train import export
+
+    dit_run = tmp_path / "dit"
+    train(config(dit_run, stage="denoiser", steps=1, autoencoder_from=str(vae_run)))
+    gate_run = tmp_path / "gate"
+    train(config(gate_run, model="test-gated", steps=2, lr=0.05, gate_only=True, object_weight=4.0,
+                 temporal_weight=1.0, latent_noise=0.2, init_from=str(dit_run / "model"),
+                 data=dataclasses.replace(TINY_DATA, latent_frames=(2,))))
+    before = NativeBackend.load(dit_run / "model", torch.device("cpu"), text_encoder=False).vae
+    trained = weights(gate_run)
+    for name, value in before.state_dict().items():  # encoder, decoder and latent statistics as they were
+        torch.testing.assert_close(trained[name], value, rtol=1e-3, atol=1e-3, msg=name)
+    assert any(name.startswith("gate.") for name in trained)
+
+    export(dit_run / "model", tmp_path / "gated", str(gate_run))
+    after = NativeBackend.load(tmp_path / "gated", torch.device("cpu"), text_encoder=False)
+    assert after.config.autoencoder.gate_width == 4
+    latent = torch.randn(1, 4, 3, 4, 4)
+    with torch.no_grad():
+        plain, gated = before.decode(latent), after.vae.decode(latent)
+    torch.testing.assert_close(gated[:, :, 0], plain[:, :, 0], rtol=1e-3, atol=1e-3)
+    assert not torch.allclose(gated, plain, atol=1e-3)
+
+
+def test_gate_only_needs_a_model_with_a_gate_and_clips(tmp_path):
+    with pytest.raises(UserError, match="temporal gate"):
+        train(config(tmp_path / "a", steps=1, gate_only=True))
+    with pytest.raises(UserError, match="latent_frames must all be >= 2"):
+        train(config(tmp_path / "b", model="test-gated", steps=1, gate_only=True))

@@ -6,7 +6,8 @@ one-frame clip, and a first-frame condition encodes exactly as it would inside a
 (the causal design of MAGVIT-v2 / CogVideoX / LTX-Video). Norms are per frame for the
 same reason. `decode_chunked` streams latent frames through the decoder, carrying each
 causal convolution's last input frames as a cache, so memory does not grow with length
-and the result equals a full decode.
+and the result equals a full decode. An optional `TemporalGate` after the decoder keeps
+still pixels still.
 """
 
 from __future__ import annotations
@@ -155,6 +156,49 @@ class Upsample(nn.Module):
         return self.conv(x) + shortcut
 
 
+class TemporalGate(nn.Module):
+    """Per pixel, a learned choice between the decoder's frame and the previous output frame.
+
+    A decoder that draws each frame anew redraws a still background around a moving object a
+    little differently every time: flicker, which per-frame losses hardly see. Frame by frame,
+    the gate looks at the decoder's frame, its change from the decoder's previous frame and its
+    difference from the previous output, and mixes `g · previous output + (1 - g) · frame`. A
+    still pixel can so stay exactly as it was, and every output is a mix of what the decoder
+    drew, never a new colour. Frame 0 passes unchanged (an image, a given first frame). It
+    starts nearly closed (g ≈ 0.02), so a model it is added to decodes almost as before.
+    """
+
+    def __init__(self, width: int):
+        super().__init__()
+        # Receptive field 11 px: a dilated middle layer sees whether an object edge is near.
+        self.net = nn.Sequential(
+            nn.Conv2d(9, width, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(width, width, 3, padding=2, dilation=2), nn.SiLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(width, 1, 3, padding=1),
+        )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.constant_(self.net[-1].bias, -4.0)
+
+    def forward(self, video: torch.Tensor, before: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> torch.Tensor:
+        """`video` (B, 3, T, H, W) as decoded; `before` = (decoded, output) last frames of the chunk
+        before, when decoding in chunks."""
+        frames = video.unbind(2)
+        if before is None:
+            drawn, shown = frames[0], frames[0]
+            out = [frames[0]]
+            frames = frames[1:]
+        else:
+            (drawn, shown), out = before, []
+        for frame in frames:
+            gate = torch.sigmoid(self.net(torch.cat([frame, frame - drawn, shown - frame], dim=1)))
+            shown = gate * shown + (1 - gate) * frame
+            drawn = frame
+            out.append(shown)
+        return torch.stack(out, dim=2)
+
+
 @dataclass
 class LatentDistribution:
     mean: torch.Tensor
@@ -192,6 +236,7 @@ class CausalVAE(nn.Module):
                 dec.append(Upsample(ch[level], ch[level - 1], space[level - 1], time[level - 1]))
         dec += [_norm(ch[0]), nn.SiLU(), CausalConv3d(ch[0], folded)]
         self.decoder = nn.Sequential(*dec)
+        self.gate = TemporalGate(config.gate_width) if config.gate_width else None
 
         # Start with a narrow posterior (std ≈ 0.02): with a tiny KL weight, unit-variance
         # sampling noise at init would swamp the signal and stall early training.
@@ -283,17 +328,28 @@ class CausalVAE(nn.Module):
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         mean, std = self._stats(latent)
-        return self.decode_raw(latent * std + mean)
+        return self.gated(self.decode_raw(latent * std + mean))
+
+    def gated(self, video: torch.Tensor) -> torch.Tensor:
+        return self.gate(video) if self.gate is not None else video
 
     def decode_raw(self, z: torch.Tensor) -> torch.Tensor:
         p = self.config.patch
         return rearrange(self.decoder(z), "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=p, p2=p)
 
-    def forward(self, video: torch.Tensor, generator: torch.Generator | None = None
+    def forward(self, video: torch.Tensor, generator: torch.Generator | None = None, latent_noise: float = 0.0
                 ) -> tuple[torch.Tensor, LatentDistribution]:
-        """Training pass: reconstruction from a posterior sample, and the posterior."""
+        """Training pass: reconstruction from a posterior sample, and the posterior. With
+        `latent_noise`, the sample gets extra noise of a std drawn per clip from [0, latent_noise]
+        times each channel's latent std (TrainConfig.latent_noise)."""
         dist = self.encode_distribution(video)
-        return self.decode_raw(dist.sample(generator)), dist
+        z = dist.sample(generator)
+        if latent_noise > 0:
+            b = z.shape[0]
+            scale = latent_noise * torch.rand(b, generator=generator).view(b, 1, 1, 1, 1).to(z)
+            noise = torch.randn(z.shape, generator=generator).to(z)
+            z = z + scale * self._stats(z)[1] * noise
+        return self.gated(self.decode_raw(z)), dist
 
     @torch.no_grad()
     def decode_chunked(self, latent: torch.Tensor, chunk: int = 4) -> torch.Tensor:
@@ -306,14 +362,20 @@ class CausalVAE(nn.Module):
         mean, std = self._stats(latent)
         convs = [m for m in self.decoder.modules() if isinstance(m, CausalConv3d)]
         ups = [m for m in self.decoder.modules() if isinstance(m, Upsample)]
-        pieces = []
+        pieces, before = [], None
         try:
             for m in convs:
                 m.streaming, m.stream_cache = True, None
             for i, start in enumerate(range(0, latent.shape[2], chunk)):
                 for u in ups:
                     u.drop_first = i == 0
-                pieces.append(self.decode_raw(latent[:, :, start : start + chunk] * std + mean).cpu())
+                drawn = self.decode_raw(latent[:, :, start : start + chunk] * std + mean)
+                if self.gate is None:
+                    pieces.append(drawn.cpu())
+                    continue
+                shown = self.gate(drawn, before)
+                before = (drawn[:, :, -1], shown[:, :, -1])
+                pieces.append(shown.cpu())
         finally:
             for m in convs:
                 m.streaming, m.stream_cache = False, None

@@ -32,6 +32,10 @@ class AutoencoderConfig:
     blocks_per_level: int = 1
     # Channels of the temporal gate after the decoder (`TemporalGate`); 0: no gate.
     gate_width: int = 0
+    # The most the gate may move a decoded pixel, in 8-bit levels (0: no bound). Flicker is a few
+    # levels; a gate that holds an object's old edge where the decoder has moved on (a ghost) is
+    # then at most a faint tint.
+    gate_max_levels: float = 8.0
 
     @property
     def spatial_factor(self) -> int:

@@ -107,7 +107,7 @@ def test_widening_keeps_the_reconstruction_and_narrowing_undoes_it(vae):
 @pytest.fixture(scope="module")
 def gated_vae():
     torch.manual_seed(0)
-    vae = CausalVAE(dataclasses.replace(MODEL_PRESETS["test"].autoencoder, gate_width=4)).eval()
+    vae = CausalVAE(dataclasses.replace(MODEL_PRESETS["test"].autoencoder, gate_width=4, gate_max_levels=0.0)).eval()
     with torch.no_grad():  # a gate that has learned something: not the nearly closed init
         vae.gate.net[-1].weight.normal_(0, 0.5)
         vae.gate.net[-1].bias.fill_(0.0)
@@ -154,3 +154,15 @@ def test_latent_noise_changes_only_the_training_reconstruction(gated_vae):
     plain, _ = gated_vae(video, torch.Generator().manual_seed(0))
     noisy, _ = gated_vae(video, torch.Generator().manual_seed(0), latent_noise=0.5)
     assert plain.shape == noisy.shape and not torch.allclose(plain, noisy)
+
+
+def test_a_bounded_gate_moves_no_pixel_further_than_its_bound(gated_vae):
+    z = torch.randn(1, 4, 5, 4, 4)
+    bounded = CausalVAE(dataclasses.replace(gated_vae.config, gate_max_levels=8.0)).eval()
+    bounded.load_state_dict(gated_vae.state_dict())
+    with torch.no_grad():
+        bounded.gate.net[-1].bias.fill_(100.0)  # holds everything it may
+        drawn, out = bounded.decode_raw(z), bounded.decode(z)
+    moved = (out - drawn).abs()
+    assert moved.amax() <= 8.0 / 127.5 + 1e-6
+    assert moved.amax() > 4.0 / 127.5  # and it does hold, up to the bound

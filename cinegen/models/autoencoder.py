@@ -164,12 +164,15 @@ class TemporalGate(nn.Module):
     the gate looks at the decoder's frame, its change from the decoder's previous frame and its
     difference from the previous output, and mixes `g · previous output + (1 - g) · frame`. A
     still pixel can so stay exactly as it was, and every output is a mix of what the decoder
-    drew, never a new colour. Frame 0 passes unchanged (an image, a given first frame). It
-    starts nearly closed (g ≈ 0.02), so a model it is added to decodes almost as before.
+    drew, never a new colour. With `max_levels`, the mix moves a pixel at most that far from the
+    decoder's frame: a gate that holds where it should not (an object's old edge) leaves a faint
+    tint, not a ghost. Frame 0 passes unchanged (an image, a given first frame). It starts nearly
+    closed (g ≈ 0.02), so a model it is added to decodes almost as before.
     """
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, max_levels: float = 0.0):
         super().__init__()
+        self.max_step = max_levels / 127.5  # in the decoder's [-1, 1] units; 0: unbounded
         # Receptive field 11 px: a dilated middle layer sees whether an object edge is near.
         self.net = nn.Sequential(
             nn.Conv2d(9, width, 3, padding=1), nn.SiLU(),
@@ -193,7 +196,8 @@ class TemporalGate(nn.Module):
             (drawn, shown), out = before, []
         for frame in frames:
             gate = torch.sigmoid(self.net(torch.cat([frame, frame - drawn, shown - frame], dim=1)))
-            shown = gate * shown + (1 - gate) * frame
+            step = gate * (shown - frame)
+            shown = frame + (step.clamp(-self.max_step, self.max_step) if self.max_step else step)
             drawn = frame
             out.append(shown)
         return torch.stack(out, dim=2)
@@ -236,7 +240,7 @@ class CausalVAE(nn.Module):
                 dec.append(Upsample(ch[level], ch[level - 1], space[level - 1], time[level - 1]))
         dec += [_norm(ch[0]), nn.SiLU(), CausalConv3d(ch[0], folded)]
         self.decoder = nn.Sequential(*dec)
-        self.gate = TemporalGate(config.gate_width) if config.gate_width else None
+        self.gate = TemporalGate(config.gate_width, config.gate_max_levels) if config.gate_width else None
 
         # Start with a narrow posterior (std ≈ 0.02): with a tiny KL weight, unit-variance
         # sampling noise at init would swamp the signal and stall early training.

@@ -233,7 +233,7 @@ def test_object_masks_cover_the_objects_and_weight_the_loss():
     assert 0 < batch.objects.mean() < 0.5  # some pixels are objects, most are background
 
     class Shift(torch.nn.Module):  # a "VAE" whose reconstruction is off by 0.1 on object pixels only
-        def forward(self, video, generator):
+        def forward(self, video, generator, latent_noise=0.0):
             from cinegen.models.autoencoder import LatentDistribution
 
             zero = torch.zeros(1)
@@ -265,7 +265,7 @@ def test_temporal_weight_penalises_a_flickering_reconstruction():
             super().__init__()
             self.per_frame = per_frame
 
-        def forward(self, video, generator):
+        def forward(self, video, generator, latent_noise=0.0):
             zero = torch.zeros(1)
             return video + self.per_frame.view(1, 1, -1, 1, 1), LatentDistribution(zero, zero)
 
@@ -291,7 +291,7 @@ def test_edge_weight_penalises_a_blurred_edge_more_than_a_shifted_level():
             super().__init__()
             self.recon = recon
 
-        def forward(self, video, generator):
+        def forward(self, video, generator, latent_noise=0.0):
             zero = torch.zeros(1)
             return self.recon, LatentDistribution(zero, zero)
 
@@ -319,7 +319,7 @@ def test_weighted_autoencoder_loss_takes_images_and_clips(frames):
     from cinegen.train import autoencoder_loss
 
     class Dim(torch.nn.Module):
-        def forward(self, video, generator):
+        def forward(self, video, generator, latent_noise=0.0):
             zero = torch.zeros(1)
             return 0.9 * video, LatentDistribution(zero, zero)
 

@@ -374,11 +374,8 @@ class CausalVAE(nn.Module):
                 for u in ups:
                     u.drop_first = i == 0
                 drawn = self.decode_raw(latent[:, :, start : start + chunk] * std + mean)
-                if self.gate is None:
-                    pieces.append(drawn.cpu())
-                    continue
-                shown = self.gate(drawn, before)
-                before = (drawn[:, :, -1], shown[:, :, -1])
+                shown = self.gate(drawn, before) if self.gate is not None else drawn
+                before = (drawn[:, :, -1], shown[:, :, -1])  # the gate's state for the next chunk
                 pieces.append(shown.cpu())
         finally:
             for m in convs:

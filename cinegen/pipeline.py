@@ -458,26 +458,22 @@ class Pipeline:
             limit = MAX_CANVAS_LATENTS - 2 * CONNECT_CONTEXT_LATENTS - 1
             if latents - 1 > limit:
                 raise UserError(
-                    f"a transition of {g.frames - 1} frames is too long; at most "
-                    f"{f * limit - 1} frames ({(f * limit - 1) / g.fps:.1f} s at {g.fps:g} fps)"
+                    f"a transition of {g.frames - 1} frames is too long; at most {_clip_length(f * limit - 1, g.fps)}"
                 )
             if latents - 1 < 1:
                 raise UserError(
-                    f"a transition of {g.frames} frame is too short; at least {self.frames_of(2)} frames "
-                    f"({self.frames_of(2) / g.fps:.1f} s at {g.fps:g} fps)"
+                    f"a transition of {g.frames} frame is too short; at least {_clip_length(self.frames_of(2), g.fps)}"
                 )
         if req.task == "loop":
             if inputs.video is None and latents > MAX_CANVAS_LATENTS:
                 raise UserError(
-                    f"loops are at most {self.frames_of(MAX_CANVAS_LATENTS)} frames "
-                    f"({self.frames_of(MAX_CANVAS_LATENTS) / g.fps:.1f} s at {g.fps:g} fps)"
+                    f"loops are at most {_clip_length(self.frames_of(MAX_CANVAS_LATENTS), g.fps)}"
                 )
             # Circular time needs 2 latent frames; a clip's bridge back starts from its last 1 + k.
             shortest = 2 if inputs.video is None else 1 + CONNECT_CONTEXT_LATENTS
             if latents < shortest:
                 raise UserError(
-                    f"a loop of {g.frames} frame(s) is too short; at least {self.frames_of(shortest)} frames "
-                    f"({self.frames_of(shortest) / g.fps:.1f} s at {g.fps:g} fps)"
+                    f"a loop of {g.frames} frame(s) is too short; at least {_clip_length(self.frames_of(shortest), g.fps)}"
                 )
 
     def _fit_inputs(self, req: GenerateRequest, inputs: Inputs, g: Geometry) -> None:
@@ -868,6 +864,11 @@ def draft_size(width: int, height: int, multiple: int) -> tuple[int, int]:
     scale = min(1.0, max(0.5, DRAFT_MIN_SIDE / short))
     return (max(multiple, round(width * scale / multiple) * multiple),
             max(multiple, round(height * scale / multiple) * multiple))
+
+
+def _clip_length(frames: int, fps: float) -> str:
+    """`frames` as users read a length in messages: "21 frames (2.6 s at 8 fps)"."""
+    return f"{frames} frames ({frames / fps:.1f} s at {fps:g} fps)"
 
 
 def config_geometry(

@@ -39,6 +39,15 @@ from cinegen.sampling import SAMPLERS, FlowEdit, Guidance, sample
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "weights"
 TASKS = ("generate", "edit", "extend", "connect", "loop")
+# The input files each task needs, and all it takes (the server checks uploads with the same tables).
+TASK_NEEDS_FILES = {"edit": ("video",), "extend": ("video",), "connect": ("video", "video_b")}
+TASK_TAKES_FILES = {
+    "generate": ("image", "last_image"),
+    "edit": ("video", "mask"),
+    "extend": ("video",),
+    "connect": ("video", "video_b"),
+    "loop": ("video",),
+}
 MIN_SIDE, MAX_SIDE = 16, 1920
 MAX_SECONDS = 600.0
 MAX_FPS = 60.0
@@ -381,17 +390,10 @@ class Pipeline:
     def _check_task(self, req: GenerateRequest) -> None:
         if req.task not in TASKS:
             raise UserError(f"task {req.task!r} is not one of {', '.join(TASKS)}")
-        needs = {"edit": ("video",), "extend": ("video",), "connect": ("video", "video_b")}.get(req.task, ())
-        for name in needs:
+        for name in TASK_NEEDS_FILES.get(req.task, ()):
             if not getattr(req, name):
                 raise UserError(f"task {req.task!r} needs a {name.replace('_', ' ')} file")
-        allowed = {
-            "generate": {"image", "last_image"},
-            "edit": {"video", "mask"},
-            "extend": {"video"},
-            "connect": {"video", "video_b"},
-            "loop": {"video"},
-        }[req.task]
+        allowed = TASK_TAKES_FILES[req.task]
         for name in ("image", "last_image", "video", "video_b", "mask"):
             if getattr(req, name) and name not in allowed:
                 raise UserError(

@@ -24,7 +24,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cinegen.config import ModelConfig
 from cinegen.errors import UserError
 from cinegen.inputs import ASPECT_TOLERANCE
-from cinegen.pipeline import DEFAULT_MODEL_DIR, GenerateRequest, config_geometry, parse_aspect
+from cinegen.pipeline import (
+    DEFAULT_MODEL_DIR,
+    TASK_NEEDS_FILES,
+    TASK_TAKES_FILES,
+    GenerateRequest,
+    config_geometry,
+    parse_aspect,
+)
 from cinegen.serve import auth
 from cinegen.serve.db import Job, make_engine, make_sessionmaker
 from cinegen.serve.limits import BodyLimitMiddleware, BodyTooLarge
@@ -52,14 +59,6 @@ STATIC = Path(__file__).parent / "static"
 FILE_ROLES = IMAGE_ROLES + VIDEO_ROLES
 # The files each task needs and takes, as the pipeline checks them: refused here, before the job
 # queues, rather than failing on a worker.
-NEEDS_FILES = {"edit": ("video",), "extend": ("video",), "connect": ("video", "video_b")}
-TAKES_FILES = {
-    "generate": ("image", "last_image"),
-    "edit": ("video", "mask"),
-    "extend": ("video",),
-    "connect": ("video", "video_b"),
-    "loop": ("video",),
-}
 TASKS = ["generate", "edit", "extend", "connect", "loop"]
 # The uploads whose size the output follows when none is asked for, first found first (Inputs.source_size).
 SOURCE_ROLES = ("video", "image", "last_image")
@@ -320,16 +319,16 @@ def create_app(settings: Settings) -> FastAPI:
                 "invalid_request",
                 f"{width}x{height} is over this server's limit of {settings.max_pixels} pixels per frame",
             )
-        for role in NEEDS_FILES.get(body.task, ()):
+        for role in TASK_NEEDS_FILES.get(body.task, ()):
             if role not in inputs:
                 raise ApiError(422, "invalid_request", f"task {body.task!r} needs an uploaded {role!r}")
         for role in inputs:
-            if role not in TAKES_FILES[body.task]:
+            if role not in TASK_TAKES_FILES[body.task]:
                 raise ApiError(
                     422,
                     "invalid_request",
                     f"task {body.task!r} does not take {role!r}; it takes "
-                    + ", ".join(TAKES_FILES[body.task]),
+                    + ", ".join(TASK_TAKES_FILES[body.task]),
                 )
         if not body.prompt.strip():
             raise ApiError(422, "invalid_request", "prompt is blank; describe the video to generate")

@@ -456,6 +456,22 @@ def test_truncated_and_oversized_videos_are_rejected(alice: httpx.Client, tmp_pa
     )  # unknown file field
 
 
+def test_videos_too_short_for_the_model_are_refused_at_upload(
+    alice: httpx.Client, server: Server, tmp_path: Path
+) -> None:
+    # The test model's time factor is 4: a source needs 5 frames (one latent frame after the first).
+    before = set((server.storage / "uploads").iterdir())
+    short = ("short.mp4", mp4_bytes(tmp_path, frames=4), "video/mp4")
+    body = assert_error(post_files(alice, {"video": short}, task="extend"), 422, "invalid_input")
+    assert body["message"] == "video: 4 frame(s); at least 5 (one latent frame after the first) are needed"
+    still = ("still.png", png_bytes(), "image/png")
+    body = assert_error(post_files(alice, {"video": still}, task="edit"), 422, "invalid_input")
+    assert "1 frame(s); at least 5" in body["message"]
+    assert set((server.storage / "uploads").iterdir()) == before
+    enough = ("five.mp4", mp4_bytes(tmp_path, frames=5), "video/mp4")
+    assert post_files(alice, {"video": enough}, task="extend").status_code == 201
+
+
 def test_health_and_metrics(server: Server) -> None:
     health = httpx.get(server.url + "/healthz").json()
     assert health["status"] == "ok" and health["jobs_completed"] >= 1

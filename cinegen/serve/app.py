@@ -158,6 +158,7 @@ def create_app(settings: Settings) -> FastAPI:
         settings.max_upload_pixels,
         settings.max_upload_frames,
         settings.max_upload_seconds,
+        min_video_frames=1 + model_config.autoencoder.time_factor if model_config else 1,
     )
 
     app = FastAPI(

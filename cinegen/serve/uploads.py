@@ -36,6 +36,9 @@ class UploadLimits:
     max_pixels: int
     max_frames: int
     max_seconds: float
+    # The fewest frames a video role may have: the pipeline's (one latent frame after the first,
+    # 1 + the model's time factor), so that a too-short clip is refused at upload, not on a worker.
+    min_video_frames: int = 1
 
 
 def _sniff(head: bytes) -> tuple[str, str] | None:
@@ -87,8 +90,15 @@ def save_upload(
         if kind != want and not (want == "video" and kind == "image"):
             # A still image is a one-frame video, so a video role accepts images; not the reverse.
             raise UserError(f"{role}: expected an image, got a {suffix[1:]} video")
-        check = _check_image if kind == "image" else _check_video
-        frame_size = check(tmp, suffix, role, limits)
+        if kind == "image":
+            frame_size, frames = _check_image(tmp, suffix, role, limits), 1
+        else:
+            frame_size, frames = _check_video(tmp, suffix, role, limits)
+        if role in VIDEO_ROLES and frames < limits.min_video_frames:
+            raise UserError(
+                f"{role}: {frames} frame(s); at least {limits.min_video_frames} "
+                "(one latent frame after the first) are needed"
+            )
         final = folder / f"{uuid.uuid4().hex}{suffix}"
         os.replace(tmp, final)
         return final, frame_size
@@ -117,7 +127,8 @@ def _check_image(path: Path, suffix: str, role: str, limits: UploadLimits) -> tu
         raise UserError(f"{role}: not a readable {suffix[1:]} image ({type(e).__name__})") from None
 
 
-def _check_video(path: Path, suffix: str, role: str, limits: UploadLimits) -> tuple[int, int]:
+def _check_video(path: Path, suffix: str, role: str, limits: UploadLimits) -> tuple[tuple[int, int], int]:
+    """The first frame's (width, height) and the number of frames."""
     frames = 0
     first_size = (0, 0)
     try:
@@ -144,4 +155,4 @@ def _check_video(path: Path, suffix: str, role: str, limits: UploadLimits) -> tu
         raise UserError(f"{role}: not a readable {suffix[1:]} video ({type(e).__name__})") from None
     if frames == 0:
         raise UserError(f"{role}: the file contains no decodable video frames")
-    return first_size
+    return first_size, frames

@@ -305,6 +305,8 @@ def main() -> None:
         help="how many captions get a long video: the first held-out ones whose world clip of that "
         "length keeps its caption in the first and last 10 s",
     )
+    ap.add_argument("--long-skip", type=int, default=0,
+                    help="skip this many of those captions first (to finish an interrupted run; rows are deterministic)")
     ap.add_argument("--keep-long", type=Path, default=None, help="write each long video here (NN.mp4, in caption order)")
     ap.add_argument("--events", action="store_true", help="also occlusion / trail / eating captions")
     ap.add_argument("--event-clips", type=int, default=24, help="how many of heldout_event_captions.txt (24)")
@@ -349,13 +351,16 @@ def main() -> None:
         if "storyboard" in task_rows:
             emit(storyboard_summary(task_rows["storyboard"]))
         if args.long:
-            long_rows = []
+            long_rows, skipped = [], 0
             for caption in all_captions:
-                if len(long_rows) == args.long_clips:
+                if len(long_rows) + skipped == args.long_clips:
                     break
                 if not bench.world_keeps(caption, args.long):
                     continue
-                keep = args.keep_long / f"{len(long_rows):02d}.mp4" if args.keep_long else None
+                if skipped < args.long_skip:
+                    skipped += 1
+                    continue
+                keep = args.keep_long / f"{skipped + len(long_rows):02d}.mp4" if args.keep_long else None
                 row = {"task": "long", "caption": caption, "duration": args.long} | guarded(
                     bench.long, caption, args.long, keep
                 )

@@ -1,0 +1,58 @@
+"""Where flicker is: `cinegen.evaluate.flicker` split by each still pixel's distance to the nearest
+object pixel (either frame), for generated clips and for the world's rendered clips of the same
+captions (validation captions, seed 0, 128 px, 2 s at 8 fps).
+
+    python benchmarks/results/stop32/flicker_by_distance.py [MODEL] [CAPTIONS]
+"""
+import json
+import sys
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from cinegen.data import read_captions
+from cinegen.pipeline import GenerateRequest, Pipeline
+from cinegen.world import parse_caption, render
+from cinegen.world.detect import classify, downscale
+
+BANDS = [0, 2, 4, 8, 16, 32, 10_000]  # working pixels (128 px clips: pixels)
+
+
+def split(clips: list[np.ndarray]) -> dict:
+    """Per distance band: its share of still pixels and their mean |change| (levels)."""
+    total, count = np.zeros(len(BANDS) - 1), np.zeros(len(BANDS) - 1)
+    for frames in clips:
+        labels, gray = classify(downscale(frames)[0])
+        neutral = labels < 0
+        still = neutral[1:] & neutral[:-1]
+        change = np.abs(gray[1:] - gray[:-1])
+        for t in range(len(change)):
+            objects = ~(neutral[t] & neutral[t + 1])
+            dist = ndimage.distance_transform_edt(~objects) if objects.any() else np.full(objects.shape, 1e9)
+            for b in range(len(BANDS) - 1):
+                band = still[t] & (dist >= BANDS[b]) & (dist < BANDS[b + 1])
+                total[b] += change[t][band].sum()
+                count[b] += band.sum()
+    n = count.sum()
+    return {"flicker": round(total.sum() / n, 4)} | {
+        f"{BANDS[b]}-{BANDS[b + 1]}px": {"pixels": round(count[b] / n, 3), "mean": round(total[b] / max(count[b], 1), 3),
+                                         "share": round(total[b] / total.sum(), 3)}
+        for b in range(len(BANDS) - 1)
+    }
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    model = sys.argv[1] if len(sys.argv) > 1 else None
+    n = int(sys.argv[2]) if len(sys.argv) > 2 else 16
+    captions = read_captions("benchmarks/results/stop10/validation_captions_2.txt")[:n]
+    pipe = Pipeline.load(model, device="cpu")
+    generated = [pipe.run(GenerateRequest(c, size=128, seconds=2.0, fps=8.0, seed=0)).frames for c in captions]
+    world = [render(parse_caption(c), width=128, height=128, fps=8.0, seconds=2.0, seed=0).frames for c in captions]
+    print(json.dumps({"clips": "world", "captions": n} | split(world)))
+    print(json.dumps({"clips": "generated", "model": model or "weights", "captions": n} | split(generated)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,7 @@
 """Where flicker is: `cinegen.evaluate.flicker` split by each still pixel's distance to the nearest
-object pixel (either frame), for generated clips and for the world's rendered clips of the same
-captions (validation captions, seed 0, 128 px, 2 s at 8 fps).
+object pixel (either frame), for the world's rendered clips, their round trips through the model's
+VAE (gate included) and the model's generated clips of the same captions (validation captions,
+seed 0, 128 px, 17 frames at 8 fps).
 
     python benchmarks/results/stop32/flicker_by_distance.py [MODEL] [CAPTIONS]
 """
@@ -12,7 +13,7 @@ import torch
 from scipy import ndimage
 
 from cinegen.data import read_captions
-from cinegen.pipeline import GenerateRequest, Pipeline
+from cinegen.pipeline import GenerateRequest, Pipeline, to_uint8, to_video_tensor
 from cinegen.world import parse_caption, render
 from cinegen.world.detect import classify, downscale
 
@@ -49,8 +50,12 @@ def main() -> None:
     captions = read_captions("benchmarks/results/stop10/validation_captions_2.txt")[:n]
     pipe = Pipeline.load(model, device="cpu")
     generated = [pipe.run(GenerateRequest(c, size=128, seconds=2.0, fps=8.0, seed=0)).frames for c in captions]
-    world = [render(parse_caption(c), width=128, height=128, fps=8.0, seconds=2.0, seed=0).frames for c in captions]
+    world = [render(parse_caption(c), width=128, height=128, fps=8.0, num_frames=17, seed=0).frames for c in captions]
+    with torch.inference_mode():
+        round_trips = [to_uint8(pipe.backend.decode_latent(pipe.backend.encode_video(to_video_tensor(w))))[0]
+                       for w in world]
     print(json.dumps({"clips": "world", "captions": n} | split(world)))
+    print(json.dumps({"clips": "round trips", "model": model or "weights", "captions": n} | split(round_trips)))
     print(json.dumps({"clips": "generated", "model": model or "weights", "captions": n} | split(generated)))
 
 

@@ -25,7 +25,9 @@ from cinegen.evaluate import evaluate_clip
 from cinegen.pipeline import to_uint8
 from cinegen.world import parse_caption, random_scene, render
 
-SIZES = ((64, 64, 9), (96, 96, 17), (144, 80, 33))
+# Small frames and a long one, then the default model's frames at 1:1, 16:9 and 9:16 (what
+# `cinegen generate` renders unless told otherwise).
+SIZES = ((64, 64, 9), (96, 96, 17), (144, 80, 33), (128, 128, 17), (224, 128, 17), (128, 224, 17))
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -287,9 +287,45 @@ def _build(cls: type, data: dict[str, Any]):
     kwargs = {}
     for key, value in data.items():
         default = getattr(cls(), key) if key in names else None
-        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+        if not _same_kind(value, default):
+            example = "" if isinstance(default, bool) or dataclasses.is_dataclass(default) else \
+                f" such as {json.dumps(_plain(default))}"
+            raise UserError(f"{cls.__name__} key {key!r} must be {_kind(default)}{example}, got {value!r}")
+        if dataclasses.is_dataclass(default):
             value = _build(type(default), value)
         elif isinstance(default, tuple) and isinstance(value, list):
             value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """Whether `value` (read from TOML or JSON) can stand where `default` does: a bool for a bool, an
+    int for an int, a number for a float, a string for a string, a table for a dataclass, and a list
+    of such for a tuple. Without this check a wrong type failed deep in training with a traceback."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if dataclasses.is_dataclass(default):
+        return isinstance(value, dict)
+    if isinstance(default, tuple):
+        return isinstance(value, list | tuple) and (not default or all(_same_kind(v, default[0]) for v in value))
+    return True
+
+
+def _kind(default: Any) -> str:
+    if dataclasses.is_dataclass(default):
+        return "a table"
+    if isinstance(default, tuple):
+        return "a list"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(type(default), "a value")
+
+
+def _plain(default: Any) -> Any:
+    """The default as TOML/JSON would write it (lists, not tuples), for error messages."""
+    return [_plain(v) for v in default] if isinstance(default, tuple) else default

@@ -387,6 +387,10 @@ def test_a_config_with_a_base_overrides_only_what_it_states(tmp_path):
     ('base = "missing.toml"\n', "does not exist"),
     ("base = 3\n", "base must be a file name"),
     ("lr = \n", "does not parse"),
+    ('steps = "ten"\n', "'steps' must be an integer such as 4000, got 'ten'"),
+    ("freeze_encoder = 1\n", "'freeze_encoder' must be true or false, got 1"),
+    ("[data]\nsizes = [32, 32]\n", r"'sizes' must be a list such as \[\[96, 96\]"),
+    ('data = "clips"\n', "'data' must be a table"),
 ])
 def test_bad_configs_and_bases_are_one_line_errors(tmp_path, text, message):
     (tmp_path / "loop.toml").write_text(text)  # named so that its first case is its own base

@@ -267,14 +267,7 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
     `max_steps` and `minutes` (of wall time, the latent cache's build included) end the run
     early, with a checkpoint (and export) as at the end."""
     deadline = time.time() + 60 * minutes if minutes else None
-    if cfg.stage not in STAGES:
-        raise UserError(f"stage {cfg.stage!r} is not one of {', '.join(STAGES)}")
-    if not 0 <= cfg.cooldown <= 1:
-        raise UserError(f"cooldown {cfg.cooldown} is not a share of the run between 0 and 1")
-    if not 0 <= cfg.context_noise < 1:
-        raise UserError(f"context_noise {cfg.context_noise} is not a noise level in [0, 1)")
-    if cfg.model not in MODEL_PRESETS:
-        raise UserError(f"model preset {cfg.model!r} is not one of {', '.join(MODEL_PRESETS)}")
+    check_settings(cfg, max_steps)
     rt = setup_distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -421,6 +414,39 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
     if rt.world_size > 1:
         dist.destroy_process_group()
     return out_dir
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def check_settings(cfg: TrainConfig, max_steps: int | None = None) -> None:
+    """Settings no run can use, as one-line errors before any work: `log_every = 0` failed on
+    `step % 0` after the first step, `batch_size = 0` and `precision = "fp8"` with a traceback,
+    and `steps = 0` (or `--steps -3`) ran nothing without a word."""
+    if cfg.stage not in STAGES:
+        raise UserError(f"stage {cfg.stage!r} is not one of {', '.join(STAGES)}")
+    if cfg.model not in MODEL_PRESETS:
+        raise UserError(f"model preset {cfg.model!r} is not one of {', '.join(MODEL_PRESETS)}")
+    if cfg.precision not in PRECISIONS:
+        raise UserError(f"precision {cfg.precision!r} is not one of {', '.join(PRECISIONS)}")
+    counts = {"steps": cfg.steps, "batch_size": cfg.batch_size, "checkpoint_every": cfg.checkpoint_every,
+              "log_every": cfg.log_every, "max_steps": 1 if max_steps is None else max_steps}
+    for name, value in counts.items():
+        if value < 1:
+            raise UserError(f"{name} {value} must be at least 1")
+    for name in ("warmup", "sample_every", "threads", "workers", "cache_clips", "weight_decay", "kl_weight",
+                 "object_weight", "temporal_weight", "edge_weight", "latent_noise"):
+        if getattr(cfg, name) < 0:
+            raise UserError(f"{name} {getattr(cfg, name)} must be 0 or more")
+    if not cfg.lr >= 0:
+        raise UserError(f"lr {cfg.lr} must be 0 or more")
+    if not cfg.grad_clip > 0:
+        raise UserError(f"grad_clip {cfg.grad_clip} must be above 0")
+    for name in ("cooldown", "ema", "text_dropout", "condition_dropout", "canvas_share"):
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise UserError(f"{name} {getattr(cfg, name)} is not a share between 0 and 1")
+    if not 0 <= cfg.context_noise < 1:
+        raise UserError(f"context_noise {cfg.context_noise} is not a noise level in [0, 1)")
 
 
 def learning_rate(cfg: TrainConfig, step: int, run_left: float) -> float:

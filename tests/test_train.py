@@ -468,3 +468,22 @@ def test_gate_only_needs_a_model_with_a_gate_and_clips(tmp_path):
         train(config(tmp_path / "a", steps=1, gate_only=True))
     with pytest.raises(UserError, match="latent_frames must all be >= 2"):
         train(config(tmp_path / "b", model="test-gated", steps=1, gate_only=True))
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"log_every": 0}, "log_every 0 must be at least 1"),
+    ({"checkpoint_every": 0}, "checkpoint_every 0 must be at least 1"),
+    ({"batch_size": 0}, "batch_size 0 must be at least 1"),
+    ({"steps": 0}, "steps 0 must be at least 1"),
+    ({"precision": "fp8"}, "precision 'fp8' is not one of auto, fp32, bf16, fp16"),
+    ({"lr": -1.0}, "lr -1.0 must be 0 or more"),
+    ({"workers": -1}, "workers -1 must be 0 or more"),
+    ({"ema": 2.0}, "ema 2.0 is not a share between 0 and 1"),
+])
+def test_settings_no_run_can_use_are_refused_before_any_work(tmp_path, setting, message):
+    """They failed mid-run with a traceback (`step % 0`, an empty batch) or, as `steps = 0`, ran nothing."""
+    with pytest.raises(UserError, match=message):
+        train(config(tmp_path / "run", **setting))
+    with pytest.raises(UserError, match="max_steps -3 must be at least 1"):
+        train(config(tmp_path / "run"), max_steps=-3)
+    assert not (tmp_path / "run").exists()

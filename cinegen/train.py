@@ -272,6 +272,13 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out_dir = Path(cfg.out_dir)
+    ckpt_path = out_dir / CHECKPOINT
+    # On the CPU: load_state_dict copies onto the device, and the RNG state must stay a CPU tensor.
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False) if ckpt_path.is_file() else None
+    if state is not None and (state["config"]["stage"], state["config"]["model"]) != (cfg.stage, cfg.model):
+        # Checked before any work: the denoiser stage would first build its latent cache in that folder.
+        raise UserError(f"{str(ckpt_path)!r} holds the {state['config']['stage']} of model {state['config']['model']!r}, "
+                        f"and this run trains the {cfg.stage} of {cfg.model!r}; give it another out_dir (--out-dir)")
     out_dir.mkdir(parents=True, exist_ok=True)
     model_cfg = run_model_config(cfg)
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
@@ -283,8 +290,6 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
     if cfg.stage == "autoencoder":
         model: nn.Module = CausalVAE(model_cfg.autoencoder)
     else:
-        if not cfg.autoencoder_from:
-            raise UserError("stage 'denoiser' needs autoencoder_from (an autoencoder checkpoint or model dir)")
         vae = load_autoencoder(cfg.autoencoder_from, model_cfg.autoencoder).eval().requires_grad_(False)
         model = SpacetimeDiT(model_cfg.denoiser)
         cache_path = out_dir / "latents.pt"
@@ -310,22 +315,20 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
         del encoder
 
     step = 0
-    ckpt_path = out_dir / CHECKPOINT
-    if cfg.init_from and not ckpt_path.is_file():
+    if cfg.init_from and state is None:
         widened = load_init(model, init_weights(cfg.init_from, cfg.stage))
         if widened and rt.main:
             log(out_dir, {"event": "init_widened", "from": cfg.init_from, "latent_channels": widened})
     model.to(rt.device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    if ckpt_path.is_file():
-        # On the CPU: load_state_dict copies onto the device, and the RNG state must stay a CPU tensor.
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    if state is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
         torch.set_rng_state(state["rng"])
+        del state  # the model and optimizer hold their own copies
         if rt.main:
             log(out_dir, {"event": "resumed", "step": step})
     if cfg.stage == "autoencoder" and cfg.freeze_encoder:
@@ -427,6 +430,8 @@ def check_settings(cfg: TrainConfig, max_steps: int | None = None) -> None:
         raise UserError(f"stage {cfg.stage!r} is not one of {', '.join(STAGES)}")
     if cfg.model not in MODEL_PRESETS:
         raise UserError(f"model preset {cfg.model!r} is not one of {', '.join(MODEL_PRESETS)}")
+    if cfg.stage == "denoiser" and not cfg.autoencoder_from:
+        raise UserError("stage 'denoiser' needs autoencoder_from (an autoencoder checkpoint or model dir)")
     if cfg.precision not in PRECISIONS:
         raise UserError(f"precision {cfg.precision!r} is not one of {', '.join(PRECISIONS)}")
     counts = {"steps": cfg.steps, "batch_size": cfg.batch_size, "checkpoint_every": cfg.checkpoint_every,

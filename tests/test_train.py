@@ -487,3 +487,13 @@ def test_settings_no_run_can_use_are_refused_before_any_work(tmp_path, setting, 
     with pytest.raises(UserError, match="max_steps -3 must be at least 1"):
         train(config(tmp_path / "run"), max_steps=-3)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_folder_of_another_stage_or_model_is_refused_before_any_work(vae_run):
+    """Resuming loaded the checkpoint into the other network: a traceback of missing keys, after
+    the denoiser stage had written its latent cache into the autoencoder's run folder."""
+    with pytest.raises(UserError, match="holds the autoencoder of model 'test', and this run trains the denoiser"):
+        train(config(vae_run, stage="denoiser", autoencoder_from=str(vae_run)))
+    with pytest.raises(UserError, match="trains the autoencoder of 'test-gated'; give it another out_dir"):
+        train(config(vae_run, model="test-gated"))
+    assert not (vae_run / "latents.pt").exists()

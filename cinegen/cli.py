@@ -223,10 +223,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cinegen.config import TrainConfig
     from cinegen.train import export, train
 
+    training_only = {"--data": args.data, "--steps": args.steps, "--max-steps": args.max_steps, "--minutes": args.minutes,
+                     "--cooldown": args.cooldown, "--context-noise": args.context_noise, "--threads": args.threads}
     if args.export:
-        export(args.run or TrainConfig.load(args.config).out_dir, args.export, args.autoencoder)
+        given = [name for name, value in training_only.items() if value is not None]
+        if given:
+            raise UserError(f"--export writes a model directory from a run and trains nothing; leave out {', '.join(given)}")
+        if not (args.run or args.out_dir or args.config):
+            raise UserError("--export needs the run: --run RUN_DIR, or --config CONFIG.toml for its out_dir")
+        # --out-dir names the run as it does when training; the config's out_dir was taken before.
+        export(args.run or args.out_dir or TrainConfig.load(args.config).out_dir, args.export, args.autoencoder)
         print(args.export)
         return 0
+    if args.run or args.autoencoder:
+        raise UserError("--run and --autoencoder only go with --export DIR")
     if not args.config:
         raise UserError("give --config CONFIG.toml (see configs/)")
     cfg = TrainConfig.load(args.config)
@@ -271,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="denoiser: noise the known frames of half the canvas clips to a level up to T (overrides the config)")
     tr.add_argument("--threads", type=_positive_int, help="CPU threads")
     tr.add_argument("--export", metavar="DIR", help="write a model directory from a run's EMA weights and exit")
-    tr.add_argument("--run", help="run or model directory for --export (default: the config's out_dir)")
+    tr.add_argument("--run", help="run or model directory for --export (default: --out-dir, or the config's out_dir)")
     tr.add_argument("--autoencoder", help="for --export: take the VAE from this run instead of the config's")
     tr.set_defaults(func=cmd_train)
 

@@ -99,9 +99,10 @@ def autocast(precision: str, device: torch.device):
     return torch.autocast(device.type, dtype=dtype)
 
 
-def load_autoencoder(source: str, config=None) -> CausalVAE:
+def load_autoencoder(source: str, config=None, option: str = "autoencoder_from") -> CausalVAE:
     """The frozen VAE for the denoiser stage: an autoencoder-stage checkpoint or a model directory.
-    A checkpoint is built as `config`, or without one as the preset it trained."""
+    A checkpoint is built as `config`, or without one as the preset it trained; `option` names
+    where `source` came from in errors."""
     path = Path(source)
     if path.is_dir() and (path / "model.safetensors").is_file():
         from cinegen.backends.native import NativeBackend
@@ -110,7 +111,7 @@ def load_autoencoder(source: str, config=None) -> CausalVAE:
     if path.is_dir():
         path = path / CHECKPOINT
     if not path.is_file():
-        raise UserError(f"autoencoder_from {source!r} is neither a checkpoint nor a model directory")
+        raise UserError(f"{option} {source!r} is neither a checkpoint nor a model directory")
     state = torch.load(path, map_location="cpu", weights_only=False)
     if state["config"]["stage"] != "autoencoder":
         raise UserError(f"{str(path)!r} is a {state['config']['stage']} checkpoint, not an autoencoder one")
@@ -531,14 +532,19 @@ def export(run_dir: str | Path, target: str | Path, autoencoder: str | None = No
         model = NativeBackend.load(run_dir, torch.device("cpu"), text_encoder=False)
         model_cfg, dit, vae = model.config, model.dit, model.vae
     else:
+        if not (run_dir / CHECKPOINT).is_file():
+            raise UserError(f"{str(run_dir)!r} is neither a run folder with {CHECKPOINT} nor a model directory")
         state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
         cfg = TrainConfig.from_dict(state["config"])
+        if cfg.stage != "denoiser":
+            raise UserError(f"{str(run_dir)!r} is an {cfg.stage} run; export a denoiser run (its model holds the "
+                            "VAE it trained on), and give an autoencoder run as --autoencoder")
         model_cfg = run_model_config(cfg)
         dit = SpacetimeDiT(model_cfg.denoiser)
         dit.load_state_dict(state["ema"])
         vae = load_autoencoder(cfg.autoencoder_from, model_cfg.autoencoder)
     if autoencoder:
-        decoder_vae = load_autoencoder(autoencoder)
+        decoder_vae = load_autoencoder(autoencoder, option="--autoencoder")
         for (name, a), b in zip(vae.encoder.state_dict().items(), decoder_vae.encoder.state_dict().values(),
                                 strict=True):
             if not torch.equal(a, b):
@@ -548,5 +554,8 @@ def export(run_dir: str | Path, target: str | Path, autoencoder: str | None = No
         decoder_vae.latent_std.copy_(vae.latent_std)
         vae = decoder_vae
         model_cfg = dataclasses.replace(model_cfg, autoencoder=vae.config)  # e.g. with its temporal gate
-    NativeBackend.save(target, model_cfg, vae, dit)
+    try:
+        NativeBackend.save(target, model_cfg, vae, dit)
+    except OSError as e:
+        raise UserError(f"cannot write the model directory {str(target)!r}: {e.strerror or e}") from None
 

@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -497,3 +498,42 @@ def test_a_run_folder_of_another_stage_or_model_is_refused_before_any_work(vae_r
     with pytest.raises(UserError, match="trains the autoencoder of 'test-gated'; give it another out_dir"):
         train(config(vae_run, model="test-gated"))
     assert not (vae_run / "latents.pt").exists()
+
+
+def test_export_refusals_are_one_line_errors_that_write_nothing(vae_run, tmp_path, capsys):
+    """A run folder without a checkpoint, an autoencoder run, neither --run nor --config, a target
+    that cannot be a folder, and training options --export would ignore: tracebacks or silence before."""
+    from cinegen.cli import main
+
+    (tmp_path / "file").write_text("")
+    out = str(tmp_path / "model")
+    cases = [
+        (["--export", out, "--run", str(tmp_path / "nothing")], "neither a run folder with checkpoint.pt"),
+        (["--export", out, "--run", str(vae_run)], "is an autoencoder run; export a denoiser run"),
+        (["--export", out], "--export needs the run"),
+        (["--export", out, "--run", str(vae_run), "--steps", "5", "--data", "clips"], "leave out --data, --steps"),
+        (["--config", "configs/tiny.toml", "--run", str(vae_run)], "only go with --export"),
+    ]
+    for args, message in cases:
+        assert main(["train", *args]) == 2, args
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("cinegen: error:"), lines
+        assert re.search(message, lines[0]), lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_export_writes_the_run_named_by_out_dir_and_refuses_an_unwritable_target(vae_run, tmp_path, capsys):
+    """`--config C --out-dir R --export M` exported the config's out_dir, not R, the run trained with --out-dir R."""
+    from cinegen.cli import main
+
+    dit_run = tmp_path / "dit"
+    train(config(dit_run, stage="denoiser", steps=1, autoencoder_from=str(vae_run)))
+    cfg_path = tmp_path / "run.json"
+    cfg_path.write_text(json.dumps({"stage": "denoiser", "out_dir": str(tmp_path / "elsewhere")}))
+    assert main(["train", "--config", str(cfg_path), "--out-dir", str(dit_run), "--export", str(tmp_path / "m")]) == 0
+    assert (tmp_path / "m" / "model.safetensors").is_file() and not (tmp_path / "elsewhere").exists()
+    (tmp_path / "file").write_text("")
+    assert main(["train", "--run", str(dit_run), "--export", str(tmp_path / "file")]) == 2
+    assert "cannot write the model directory" in capsys.readouterr().err
+    assert main(["train", "--run", str(dit_run), "--autoencoder", str(tmp_path / "no"), "--export", str(tmp_path / "x")]) == 2
+    assert "--autoencoder '" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -126,18 +126,31 @@ class FolderSource:
     def __init__(self, folder: str | Path):
         folder = Path(folder)
         manifest = folder / "manifest.jsonl"
+        if not folder.is_dir():
+            raise UserError(f"data folder {str(folder)!r} does not exist")
         if not manifest.is_file():
             raise UserError(f"data folder {str(folder)!r} has no manifest.jsonl")
         self.paths, self.captions = [], []
-        for n, line in enumerate(manifest.read_text().splitlines(), 1):
+        try:
+            lines = manifest.read_text().splitlines()
+        except UnicodeDecodeError:
+            raise UserError(f"{manifest} is not UTF-8 text") from None
+        for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
                 item = json.loads(line)
-                self.paths.append(folder / item["video"])
-                self.captions.append(str(item["caption"]))
+                video, caption = folder / item["video"], item["caption"]
             except (json.JSONDecodeError, KeyError, TypeError):
                 raise UserError(f"{manifest}:{n} is not {{\"video\": ..., \"caption\": ...}}") from None
+            # Checked here, not when a batch first draws the clip, maybe hours into a run.
+            if not isinstance(caption, str):
+                raise UserError(f"{manifest}:{n}: caption {caption!r} is not a string")
+            if not video.is_file():
+                missing = "is not a file" if video.exists() else "does not exist"
+                raise UserError(f"{manifest}:{n}: video {str(video)!r} {missing}")
+            self.paths.append(video)
+            self.captions.append(caption)
         if not self.paths:
             raise UserError(f"{manifest} lists no videos")
 

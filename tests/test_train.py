@@ -223,6 +223,26 @@ def test_folder_of_videos_trains(tmp_path):
     assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)["step"] == 2
 
 
+@pytest.mark.parametrize(("manifest", "message"), [
+    (b'{"video": "gone.mp4", "caption": "x"}\n', r"manifest.jsonl:1: video '.*gone.mp4' does not exist"),
+    (b'\n{"video": "a.mp4", "caption": 5}\n', r"manifest.jsonl:2: caption 5 is not a string"),
+    (b'{"video": ".", "caption": "x"}\n', r"manifest.jsonl:1: video '.*' is not a file"),
+    (b"\xff\xfe not text", r"manifest.jsonl is not UTF-8 text"),
+    (b"\n", r"manifest.jsonl lists no videos"),
+])
+def test_a_bad_manifest_is_refused_when_read(tmp_path, manifest, message):
+    """A missing video failed only when a batch first drew it, a caption 5 trained as "5", and a
+    manifest that is not UTF-8 gave a traceback."""
+    from cinegen.data import FolderSource
+
+    (tmp_path / "a.mp4").write_bytes(b"")
+    (tmp_path / "manifest.jsonl").write_bytes(manifest)
+    with pytest.raises(UserError, match=message):
+        FolderSource(tmp_path)
+    with pytest.raises(UserError, match="data folder '.*nowhere' does not exist"):
+        FolderSource(tmp_path / "nowhere")
+
+
 def test_object_masks_cover_the_objects_and_weight_the_loss():
     from cinegen.data import video_batch
     from cinegen.train import autoencoder_loss

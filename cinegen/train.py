@@ -107,17 +107,33 @@ def load_autoencoder(source: str, config=None, option: str = "autoencoder_from")
     if path.is_dir() and (path / "model.safetensors").is_file():
         from cinegen.backends.native import NativeBackend
 
-        return NativeBackend.load(path, torch.device("cpu"), text_encoder=False).vae
-    if path.is_dir():
-        path = path / CHECKPOINT
-    if not path.is_file():
-        raise UserError(f"{option} {source!r} is neither a checkpoint nor a model directory")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state["config"]["stage"] != "autoencoder":
-        raise UserError(f"{str(path)!r} is a {state['config']['stage']} checkpoint, not an autoencoder one")
-    vae = CausalVAE(config or MODEL_PRESETS[state["config"]["model"]].autoencoder)
-    vae.load_state_dict(state["ema"])
+        vae = NativeBackend.load(path, torch.device("cpu"), text_encoder=False).vae
+    else:
+        if path.is_dir():
+            path = path / CHECKPOINT
+        if not path.is_file():
+            raise UserError(f"{option} {source!r} is neither a checkpoint nor a model directory")
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state["config"]["stage"] != "autoencoder":
+            raise UserError(f"{str(path)!r} is a {state['config']['stage']} checkpoint, not an autoencoder one")
+        trained = MODEL_PRESETS[state["config"]["model"]].autoencoder
+        vae = CausalVAE(trained if config is None or _vae_shape(config) != _vae_shape(trained) else config)
+        try:
+            vae.load_state_dict(state["ema"])
+        except RuntimeError as error:
+            raise UserError(f"{option} {source!r} does not fit this model's VAE: "
+                            f"{str(error).splitlines()[-1].strip()}") from None
+    # Checked before the latent cache is built: its latents would not fit the denoiser.
+    if config is not None and _vae_shape(vae.config) != _vae_shape(config):
+        raise UserError(f"{option} {source!r} is a VAE of {_vae_shape(vae.config)}; this model needs one of "
+                        f"{_vae_shape(config)}")
     return vae
+
+
+def _vae_shape(config) -> str:
+    """What a denoiser sees of a VAE: its latent channels and how much it shrinks space and time."""
+    return (f"{config.latent_channels} latent channels, {config.spatial_factor}x smaller in space and "
+            f"{config.time_factor}x in time")
 
 
 @torch.no_grad()

@@ -557,3 +557,14 @@ def test_export_writes_the_run_named_by_out_dir_and_refuses_an_unwritable_target
     assert "cannot write the model directory" in capsys.readouterr().err
     assert main(["train", "--run", str(dit_run), "--autoencoder", str(tmp_path / "no"), "--export", str(tmp_path / "x")]) == 2
     assert "--autoencoder '" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_a_vae_that_does_not_fit_the_denoiser_is_refused_before_the_latent_cache(vae_run, tiny_model_dir, tmp_path):
+    """A 4-channel VAE under an 8-channel DiT encoded the whole cache, wrote it, then failed in the
+    first step with a traceback; the next run read that cache again."""
+    for source in (vae_run, tiny_model_dir):  # an autoencoder checkpoint, a model directory
+        with pytest.raises(UserError, match="is a VAE of 4 latent channels.*; this model needs one of 8 latent"):
+            train(config(tmp_path / "run", stage="denoiser", model="tiny", autoencoder_from=str(source)))
+        assert not (tmp_path / "run" / "latents.pt").exists()
+    with pytest.raises(UserError, match="does not fit this model's VAE: Missing key"):
+        train(config(tmp_path / "run", stage="denoiser", model="test-gated", autoencoder_from=str(vae_run)))

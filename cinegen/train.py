@@ -469,6 +469,21 @@ def check_settings(cfg: TrainConfig, max_steps: int | None = None) -> None:
             raise UserError(f"{name} {getattr(cfg, name)} is not a share between 0 and 1")
     if not 0 <= cfg.context_noise < 1:
         raise UserError(f"context_noise {cfg.context_noise} is not a noise level in [0, 1)")
+    data, preset = cfg.data, MODEL_PRESETS[cfg.model]
+    # Frames fold into whole latent cells, and (denoiser) latents into whole patches.
+    factor = preset.autoencoder.spatial_factor * (preset.denoiser.patch_size if cfg.stage == "denoiser" else 1)
+    if not data.sizes:
+        raise UserError("data sizes is empty; give [width, height] pairs such as [[96, 96], [128, 64]]")
+    for size in data.sizes:
+        if not isinstance(size, tuple) or len(size) != 2 or min(size) < 1 or any(side % factor for side in size):
+            raise UserError(f"data size {list(size) if isinstance(size, tuple) else size} is not [width, height] "
+                            f"in multiples of {factor} px")
+    if not data.latent_frames or min(data.latent_frames) < 1:
+        raise UserError(f"data latent_frames {list(data.latent_frames)} must be counts of at least 1")
+    if not data.fps or min(data.fps) <= 0:
+        raise UserError(f"data fps {list(data.fps)} must be frame rates above 0")
+    if data.source == "world" and data.caption_pool < 1:
+        raise UserError(f"data caption_pool {data.caption_pool} must be at least 1")
 
 
 def learning_rate(cfg: TrainConfig, step: int, run_left: float) -> float:

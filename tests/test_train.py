@@ -500,6 +500,11 @@ def test_gate_only_needs_a_model_with_a_gate_and_clips(tmp_path):
     ({"lr": -1.0}, "lr -1.0 must be 0 or more"),
     ({"workers": -1}, "workers -1 must be 0 or more"),
     ({"ema": 2.0}, "ema 2.0 is not a share between 0 and 1"),
+    ({"data": dataclasses.replace(TINY_DATA, sizes=((30, 30),))}, r"data size \[30, 30\] is not \[width, height\] in multiples of 8 px"),
+    ({"data": dataclasses.replace(TINY_DATA, sizes=((40, 32),)), "stage": "denoiser", "autoencoder_from": "x"},
+     r"data size \[40, 32\] is not \[width, height\] in multiples of 16 px"),  # 5 latent cells: no whole patches
+    ({"data": dataclasses.replace(TINY_DATA, fps=(0.0,))}, r"data fps \[0.0\] must be frame rates above 0"),
+    ({"data": dataclasses.replace(TINY_DATA, caption_pool=0)}, "data caption_pool 0 must be at least 1"),
 ])
 def test_settings_no_run_can_use_are_refused_before_any_work(tmp_path, setting, message):
     """They failed mid-run with a traceback (`step % 0`, an empty batch) or, as `steps = 0`, ran nothing."""

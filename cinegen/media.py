@@ -237,6 +237,11 @@ def read_image(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> np.n
     try:
         with Image.open(path) as image:
             _check_pixels(path, image.width, image.height, limits)
+            if image.mode.startswith("I;16") or image.mode == "I":
+                # 16-bit grayscale (PNG, TIFF): convert("RGB") clips its 0..65535 at 255, so a
+                # 16-bit frame came out white. Scale it to 8 bits instead.
+                gray = (np.asarray(image, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8)
+                return np.repeat(gray[..., None], 3, axis=-1)
             return np.asarray(image.convert("RGB"))
     except UserError:
         raise

@@ -59,6 +59,17 @@ def test_every_format_keeps_its_record(tmp_path, suffix):
     assert read_metadata(path) == record
 
 
+def test_a_16_bit_grayscale_png_reads_as_its_8_bit_gray(tmp_path):
+    """Pillow's convert("RGB") clips 16-bit gray at 255: such a first frame read as all white."""
+    from PIL import Image
+
+    from cinegen.media import read_image
+
+    gray = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "gray16.png")
+    assert np.array_equal(read_image(tmp_path / "gray16.png"), np.repeat(gray[..., None], 3, axis=-1))
+
+
 def test_mp4_index_comes_first_for_browsers(tmp_path):
     data = write_video(tmp_path / "clip.mp4", np.zeros((5, 16, 16, 3), np.uint8), 8.0).read_bytes()
     assert data.index(b"moov") < data.index(b"mdat")

@@ -48,7 +48,8 @@ def concat_contexts(contexts: list[Any]) -> Any:
 
 @dataclasses.dataclass
 class FlowEdit:
-    """Inversion-free editing: the source prompt's context and a seed for the per-step noise."""
+    """Inversion-free editing: the source prompt's context and a seed for the per-step noise (the
+    first batch item's; item i draws from seed + i)."""
 
     source_cond: Any
     seed: int = 0
@@ -164,9 +165,13 @@ def sample(
             return guided_velocity(model, canvas, x_at, t, known_noisy, cond, uncond, guidance, channels)
         # FlowEdit (Kulikov et al., arXiv 2412.08629): noise the source afresh each step, move the
         # edit by v(target | z_src + edit − source) − v(source prompt | z_src). Same noise within a step.
-        eps = torch.randn(noise.shape, generator=torch.Generator().manual_seed(flow_edit.seed + step)).to(
-            noise
-        )
+        # Item i of a batch has seed + i, and draws its noise as a run of that seed alone would.
+        eps = torch.stack(
+            [
+                torch.randn(noise.shape[1:], generator=torch.Generator().manual_seed(flow_edit.seed + i + step))
+                for i in range(noise.shape[0])
+            ]
+        ).to(noise)
         z_src = add_noise(init, eps, t)
         v_tar = guided_velocity(
             model, canvas, x_at + z_src - init, t, known_noisy, cond, uncond, guidance, channels

@@ -1,5 +1,6 @@
 """Every canvas task on the tiny random model: given frames kept exactly, lengths, windows, errors."""
 
+import dataclasses
 import json
 from dataclasses import dataclass
 
@@ -175,6 +176,14 @@ def test_flow_edit_with_the_source_prompt_returns_the_source():
         flow_edit=FlowEdit(ctx, seed=3),
     )
     assert not torch.allclose(moved[0], source)
+
+
+def test_flow_edit_batch_items_are_the_runs_of_their_seeds(pipe, clips):
+    """FlowEdit drew one noise for the whole batch from the first seed: out_1 was not what its
+    sidecar's seed makes (`--from out_1.json`)."""
+    req = GenerateRequest("a blue ball", task="edit", video=str(clips / "a.mp4"), source_prompt="a red ball")
+    batch = pipe.run(dataclasses.replace(req, batch=2)).videos
+    assert np.array_equal(batch[1], pipe.run(dataclasses.replace(req, seed=1)).frames)
 
 
 def test_long_video_runs_in_bounded_windows(pipe):

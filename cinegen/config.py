@@ -185,6 +185,10 @@ class TrainConfig:
     model: str = "tiny"  # preset name
     steps: int = 4000
     batch_size: int = 32
+    # Micro-batches per optimizer step, each of batch_size clips, their gradients summed: a
+    # larger batch in the same memory. One process with accumulate N draws the batches of N
+    # processes with accumulate 1 (and so trains as they do).
+    accumulate: int = 1
     lr: float = 3e-4
     weight_decay: float = 0.0
     warmup: int = 200

@@ -327,17 +327,22 @@ class _RenderedChunks(torch.utils.data.Dataset):
 
 
 class StepBatches(torch.utils.data.Dataset):
-    """Batches `start`..`end - 1` of a run: item k is `(loss_seed, make(rng))` with rng a pure
-    function of (seed, rank, k), so DataLoader workers can prepare batches ahead and a resumed
-    run still sees exactly the data it would have seen."""
+    """Batches `start`..`end - 1` of a run: item k is `accumulate` micro-batches `(loss_seed,
+    make(rng))`, micro-batch j with rng a pure function of (seed, rank * accumulate + j, k), so
+    DataLoader workers can prepare batches ahead, a resumed run still sees exactly the data it
+    would have seen, and one process accumulating N micro-batches draws what N processes draw."""
 
-    def __init__(self, make, seed: int, rank: int, start: int, end: int):
+    def __init__(self, make, seed: int, rank: int, start: int, end: int, accumulate: int = 1):
         self.make, self.seed, self.rank, self.start, self.end = make, seed, rank, start, end
+        self.accumulate = accumulate
 
     def __len__(self) -> int:
         return max(0, self.end - self.start)
 
     def __getitem__(self, i: int):
-        rng = batch_rng(self.seed, self.rank, self.start + i)
-        loss_seed = int(rng.integers(2**62))
-        return loss_seed, self.make(rng)
+        micro = []
+        for virtual_rank in range(self.rank * self.accumulate, (self.rank + 1) * self.accumulate):
+            rng = batch_rng(self.seed, virtual_rank, self.start + i)
+            loss_seed = int(rng.integers(2**62))
+            micro.append((loss_seed, self.make(rng)))
+        return micro

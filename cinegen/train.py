@@ -240,6 +240,33 @@ def denoiser_loss(dit: nn.Module, x0: torch.Tensor, text: TextEmbedding, fps: to
     return flow_loss(v, x0, noise, weight), {}
 
 
+def micro_batch_loss(net: nn.Module, batch, loss_seed: int, cfg: TrainConfig, rt: Runtime,
+                     captions: TextEmbedding | None, null_text: TextEmbedding | None) -> tuple[torch.Tensor, dict]:
+    """The loss of one micro-batch, its randomness (posterior samples, noise, text dropout) all
+    drawn from `loss_seed`."""
+    generator = torch.Generator().manual_seed(loss_seed)
+    objects = batch.objects.to(rt.device) if batch.objects is not None else None
+    with autocast(cfg.precision, rt.device):
+        if cfg.stage == "autoencoder":
+            return autoencoder_loss(net, batch.video.to(rt.device), cfg.kl_weight, generator, objects,
+                                    cfg.object_weight, cfg.temporal_weight, cfg.edge_weight, cfg.latent_noise)
+        text = captions[batch.caption_ids]
+        drop = torch.rand(len(batch.caption_ids), generator=generator) < cfg.text_dropout
+        text = TextEmbedding(torch.where(drop[:, None, None], null_text.tokens.half(), text.tokens),
+                             torch.where(drop[:, None], null_text.mask, text.mask),
+                             torch.where(drop[:, None], null_text.pooled, text.pooled)).to(rt.device)
+        return denoiser_loss(net, batch.latent.to(rt.device), text, batch.fps.to(rt.device), cfg, generator,
+                             objects)
+
+
+def gradient_sync(net: nn.Module, sync: bool):
+    """A context in which backward all-reduces gradients across ranks only if `sync`: the
+    micro-batches before a step's last only add to the local gradients."""
+    if sync or not isinstance(net, DistributedDataParallel):
+        return contextlib.nullcontext()
+    return net.no_sync()
+
+
 # ----------------------------------------------------------------------------- periodic samples
 
 
@@ -306,6 +333,7 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
     buckets = make_buckets(cfg.data, tf)
     if cfg.stage == "autoencoder":
         model: nn.Module = CausalVAE(model_cfg.autoencoder)
+        captions = null_text = None
     else:
         vae = load_autoencoder(cfg.autoencoder_from, model_cfg.autoencoder).eval().requires_grad_(False)
         model = SpacetimeDiT(model_cfg.denoiser)
@@ -373,33 +401,27 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
     else:
         make_batch = cache.batch
     batches = iter(torch.utils.data.DataLoader(
-        StepBatches(make_batch, cfg.seed, rt.rank, step, end), batch_size=None, num_workers=cfg.workers,
+        StepBatches(make_batch, cfg.seed, rt.rank, step, end, cfg.accumulate), batch_size=None, num_workers=cfg.workers,
         prefetch_factor=4 if cfg.workers else None))
     started = loop_started = time.time()
     first_step, time_left = step, 1.0
     while step < end:
-        loss_seed, batch = next(batches)
-        generator = torch.Generator().manual_seed(loss_seed)
-        with autocast(cfg.precision, rt.device):
-            if cfg.stage == "autoencoder":
-                objects = batch.objects.to(rt.device) if batch.objects is not None else None
-                loss, stats = autoencoder_loss(net, batch.video.to(rt.device), cfg.kl_weight, generator, objects,
-                                               cfg.object_weight, cfg.temporal_weight, cfg.edge_weight,
-                                               cfg.latent_noise)
-            else:
-                text = captions[batch.caption_ids]
-                drop = torch.rand(len(batch.caption_ids), generator=generator) < cfg.text_dropout
-                text = TextEmbedding(torch.where(drop[:, None, None], null_text.tokens.half(), text.tokens),
-                                     torch.where(drop[:, None], null_text.mask, text.mask),
-                                     torch.where(drop[:, None], null_text.pooled, text.pooled)).to(rt.device)
-                objects = batch.objects.to(rt.device) if batch.objects is not None else None
-                loss, stats = denoiser_loss(net, batch.latent.to(rt.device), text, batch.fps.to(rt.device), cfg,
-                                            generator, objects)
         lr = learning_rate(cfg, step, min(time_left, (end - step) / max(1, end - first_step)))
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        micro_batches = next(batches)
+        losses, micro_stats = [], []
+        for k, (loss_seed, batch) in enumerate(micro_batches):
+            last = k == len(micro_batches) - 1
+            with gradient_sync(net, last):  # one all-reduce per step, after the last micro-batch
+                loss, stats = micro_batch_loss(net, batch, loss_seed, cfg, rt, captions, null_text)
+                # Summed over micro-batches and averaged over ranks: the mean over every clip of the step.
+                (loss / len(micro_batches)).backward()
+            losses.append(loss.item())
+            micro_stats.append(stats)
+        loss = sum(losses) / len(losses)
+        stats = {key: sum(s[key] for s in micro_stats) / len(micro_stats) for key in micro_stats[0]}
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         update_ema(ema, model, cfg.ema if step >= cfg.warmup else 0.0)
@@ -411,7 +433,7 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
 
         if rt.main and (step % cfg.log_every == 0 or step == end):
             elapsed = time.time() - started
-            log(out_dir, {"step": step, "loss": round(loss.item(), 5), "grad_norm": round(grad_norm.item(), 3),
+            log(out_dir, {"step": step, "loss": round(loss, 5), "grad_norm": round(grad_norm.item(), 3),
                           "lr": float(f"{lr:.4g}"), "sec_per_step": round(elapsed / max(1, step % cfg.log_every or cfg.log_every), 3)}
                 | {k: round(v, 3) for k, v in stats.items()})
             started = time.time()
@@ -451,7 +473,8 @@ def check_settings(cfg: TrainConfig, max_steps: int | None = None) -> None:
         raise UserError("stage 'denoiser' needs autoencoder_from (an autoencoder checkpoint or model dir)")
     if cfg.precision not in PRECISIONS:
         raise UserError(f"precision {cfg.precision!r} is not one of {', '.join(PRECISIONS)}")
-    counts = {"steps": cfg.steps, "batch_size": cfg.batch_size, "checkpoint_every": cfg.checkpoint_every,
+    counts = {"steps": cfg.steps, "batch_size": cfg.batch_size, "accumulate": cfg.accumulate,
+              "checkpoint_every": cfg.checkpoint_every,
               "log_every": cfg.log_every, "max_steps": 1 if max_steps is None else max_steps}
     for name, value in counts.items():
         if value < 1:

@@ -495,6 +495,7 @@ def test_gate_only_needs_a_model_with_a_gate_and_clips(tmp_path):
     ({"log_every": 0}, "log_every 0 must be at least 1"),
     ({"checkpoint_every": 0}, "checkpoint_every 0 must be at least 1"),
     ({"batch_size": 0}, "batch_size 0 must be at least 1"),
+    ({"accumulate": 0}, "accumulate 0 must be at least 1"),
     ({"steps": 0}, "steps 0 must be at least 1"),
     ({"precision": "fp8"}, "precision 'fp8' is not one of auto, fp32, bf16, fp16"),
     ({"lr": -1.0}, "lr -1.0 must be 0 or more"),

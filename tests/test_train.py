@@ -38,6 +38,13 @@ def assert_same_weights(a, b):
         torch.testing.assert_close(a[k], b[k], msg=k)
 
 
+def assert_close_weights(a, b):
+    """Equal but for the order of float sums (gradients reduced across ranks, or accumulated in one)."""
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6, msg=k)
+
+
 def torchrun(statement: str, *args) -> None:
     """Run `statement` (with `config` and `train` imported, `sys.argv[1:]` = args) in 2 gloo processes."""
     script = f"import sys; from tests.test_train import config; from cinegen.train import train; {statement}"
@@ -204,6 +211,14 @@ def test_torchrun_two_processes_resume_exactly(vae_run, tmp_path):
     torchrun(script, split, 4)
     assert '"world_size": 2' in (straight / "log.jsonl").read_text()
     assert_same_weights(weights(split), weights(straight))
+
+
+def test_two_processes_train_as_one_process_accumulating_two(tmp_path):
+    """One process with accumulate 2 draws the clips of 2 DDP processes and takes the same steps;
+    only the order in which the gradients are summed differs."""
+    torchrun("train(config(sys.argv[1], steps=4))", tmp_path / "two")
+    train(config(tmp_path / "one", steps=4, accumulate=2))
+    assert_close_weights(weights(tmp_path / "two"), weights(tmp_path / "one"))
 
 
 def test_folder_of_videos_trains(tmp_path):

@@ -591,11 +591,16 @@ class Pipeline:
         # The canvas checks strength and anchor_until, so build it before they set the steps.
         canvas = finish_draft(g.latent, draft_latent[0], strength, self.backend.patch, anchor_until)
         job = _Job(self, req, prep, _Steps(progress, show_progress))
+        if prep.inputs.image is not None or prep.inputs.last_image is not None:
+            # A draft of image -> video: the final knows the given frames as the draft did.
+            with torch.inference_mode():
+                given = first_window_canvas(job, g.latent)
+            canvas = dataclasses.replace(canvas, known=given.known, mask=given.mask, images=given.images)
         job.steps = max(1, round(prep.steps * strength))  # only the part of the schedule below `strength`
         job.steps_counter.total = job.steps
         with job.steps_counter:
             latent = job.sample(canvas, [req.seed + i for i in range(req.batch)], draft_latent.shape[0])
-        videos = job.decode(latent)
+        videos = [carry_detail(v, given_images(job, len(v))) for v in job.decode(latent)]
         metadata = self.metadata(req, prep)
         metadata["finalized_from_draft"] = {
             "strength": strength,

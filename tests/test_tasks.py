@@ -354,6 +354,15 @@ def test_draft_then_finalize_cli(tiny_model_dir, tmp_path, capsys):
     assert "anchor-until 1.5 is outside [0, 1]" in capsys.readouterr().err and not bad.exists()
 
 
+def test_finalize_of_an_image_to_video_draft_keeps_the_given_images(pipe, clips):
+    """finalize re-noised the whole draft: the final no longer started on --image (nor ended on
+    --last-image), which the draft and every image -> video output do exactly."""
+    image = src(clips, "img.png")[0]
+    req = GenerateRequest("a red ball", image=str(clips / "img.png"), last_image=str(clips / "img.png"), frames=9)
+    final = pipe.finalize(req, pipe.draft(req).latents).frames
+    assert np.array_equal(final[0], image) and np.array_equal(final[-1], image)
+
+
 @pytest.mark.parametrize("case", ["no_final_size", "text_strength", "nan_strength", "final_smaller_than_draft"])
 def test_finalize_a_broken_draft_one_line_exit_2_no_file(tiny_model_dir, tmp_path, capsys, case):
     """A draft record without its final size gave KeyError, one with a strength of text TypeError,

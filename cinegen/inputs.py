@@ -59,18 +59,21 @@ def read_source_video(path: str, role: str, min_frames: int, max_frames: int) ->
     return frames, fps
 
 
-def read_mask(path: str, like: np.ndarray) -> np.ndarray:
-    """A black/white mask image or video of exactly the source's size: True where white (regenerate)."""
-    frames, _ = read_video(path, max_frames=len(like))
+def read_mask(path: str, like: np.ndarray, cut: bool = False) -> np.ndarray:
+    """A black/white mask image or video of exactly the source's size: True where white (regenerate).
+    `cut`: the source was cut to `like`'s length, so a longer mask is cut alike."""
+    frames, _ = read_video(path, max_frames=len(like) + 1)  # one more: a longer mask is refused, not cut
+    if cut:
+        frames = frames[: len(like)]
     h, w = like.shape[1:3]
     if frames.shape[1:3] != (h, w):
         raise UserError(
             f"mask {path!r} is {frames.shape[2]}x{frames.shape[1]}; it must be {w}x{h} like the video"
         )
     if len(frames) not in (1, len(like)):
+        count = f"more than {len(like)}" if len(frames) > len(like) else len(frames)
         raise UserError(
-            f"mask {path!r} has {len(frames)} frames; it must be one image or {len(like)} frames "
-            "like the video"
+            f"mask {path!r} has {count} frames; it must be one image or {len(like)} frames like the video"
         )
     white = frames.mean(axis=-1) >= 128
     if len(white) == 1:
@@ -174,5 +177,5 @@ def load(req, min_frames: int, max_frames: int) -> Inputs:
     if req.mask:
         if inputs.video is None:
             raise UserError("--mask needs a source video to edit")
-        inputs.mask = read_mask(req.mask, inputs.video)
+        inputs.mask = read_mask(req.mask, inputs.video, cut=len(inputs.video) >= max_frames)
     return inputs

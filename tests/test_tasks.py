@@ -413,12 +413,15 @@ def _bad_inputs(clips, tmp_path):
     write_video(short, np.zeros((3, 32, 32, 3), np.uint8), 8)
     small_mask = tmp_path / "mask.png"
     write_video(small_mask, np.full((16, 16, 3), 255, np.uint8), 8)
+    long_mask = tmp_path / "long_mask.mp4"  # a.mp4 has 9 frames: the mask was cut to them, silently
+    write_video(long_mask, np.full((18, 32, 32, 3), 255, np.uint8), 16)
     a = str(clips / "a.mp4")
     return {
         "aspect": ["generate", "x", "--image", str(clips / "wide.png"), "--width", "32", "--height", "32"],
         "short": ["extend", str(short), "x"],
         "extend_nothing": ["extend", a, "x", "--frames", "1"],  # wrote the clip unchanged
         "mask": ["edit", a, "x", "--mask", str(small_mask)],
+        "long_mask": ["edit", a, "x", "--mask", str(long_mask)],
         "corrupt": ["edit", str(corrupt), "x"],
         "four_hours": ["generate", "x", "--seconds", str(4 * 3600)],
         "strength": ["edit", a, "x", "--strength", "1.5"],
@@ -430,7 +433,7 @@ def _bad_inputs(clips, tmp_path):
 
 @pytest.mark.parametrize(
     "case",
-    ["aspect", "short", "extend_nothing", "mask", "corrupt", "four_hours", "strength", "source_prompt", "storyboard",
+    ["aspect", "short", "extend_nothing", "mask", "long_mask", "corrupt", "four_hours", "strength", "source_prompt", "storyboard",
      "finalize"],
 )
 def test_bad_input_one_line_exit_2_nothing_written(tiny_model_dir, clips, tmp_path, capsys, case):

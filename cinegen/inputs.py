@@ -9,6 +9,7 @@ did in `notes`, so a resize or crop is never silent.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,12 @@ def read_source_video(path: str, role: str, min_frames: int, max_frames: int) ->
             f"(one latent frame after the first) are needed"
         )
     return frames, fps
+
+
+def resample(frames: np.ndarray, fps: float, to_fps: float) -> np.ndarray:
+    """A clip at `fps` shown at `to_fps` over the same time span (nearest frames dropped or repeated)."""
+    count = 1 + math.floor((len(frames) - 1) * to_fps / fps + 1e-6)
+    return frames[np.minimum(np.round(np.arange(count) * fps / to_fps).astype(int), len(frames) - 1)]
 
 
 def read_mask(path: str, like: np.ndarray, cut: bool = False) -> np.ndarray:
@@ -173,7 +180,18 @@ def load(req, min_frames: int, max_frames: int) -> Inputs:
     if req.video:
         inputs.video, inputs.video_fps = read_source_video(req.video, "video", min_frames, max_frames)
     if req.video_b:
-        inputs.video_b, _ = read_source_video(req.video_b, "second video", min_frames, max_frames)
+        inputs.video_b, fps_b = read_source_video(req.video_b, "second video", min_frames, max_frames)
+        if abs(fps_b / inputs.video_fps - 1) > 0.01:  # played at the first's rate, it ran slow or fast
+            inputs.video_b = resample(inputs.video_b, fps_b, inputs.video_fps)
+            inputs.notes.append(
+                f"second video {fps_b:g} fps resampled to the first's {inputs.video_fps:g} fps "
+                f"({len(inputs.video_b)} frames)"
+            )
+            if len(inputs.video_b) < min_frames:
+                raise UserError(
+                    f"second video {req.video_b!r} is {len(inputs.video_b)} frame(s) at the first's "
+                    f"{inputs.video_fps:g} fps; at least {min_frames} are needed"
+                )
     if req.mask:
         if inputs.video is None:
             raise UserError("--mask needs a source video to edit")

@@ -99,6 +99,16 @@ def test_connect_is_a_then_transition_then_b(pipe, clips):
     assert np.array_equal(out[: len(a)], a) and np.array_equal(out[-len(b) :], b)
 
 
+def test_connect_plays_b_at_its_own_speed_when_its_fps_differs(pipe, clips, tmp_path):
+    """B at 16 fps was joined frame for frame to an 8 fps A: it played at half speed, with no note."""
+    write_video(tmp_path / "b16.mp4", src(clips, "b.mp4"), 16)
+    b16 = read_video(tmp_path / "b16.mp4")[0]
+    out = pipe.run(GenerateRequest("x", task="connect", video=str(clips / "a.mp4"), video_b=str(tmp_path / "b16.mp4")))
+    assert np.array_equal(out.frames[-7:], b16[::2])  # 13 frames at 16 fps: 7 at 8
+    assert out.fps == 8 and len(out.frames) == 9 + 7 + 7
+    assert "second video 16 fps resampled to the first's 8 fps (7 frames)" in out.metadata["notes"]
+
+
 def test_text_loop_runs_on_circular_time(pipe, monkeypatch):
     spy = Spy(pipe.backend)
     looped = Pipeline(spy, pipe.defaults, pipe.model_name)

@@ -20,7 +20,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from cinegen.errors import UserError
 
@@ -237,6 +237,9 @@ def read_image(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> np.n
     try:
         with Image.open(path) as image:
             _check_pixels(path, image.width, image.height, limits)
+            # A camera's JPEG is stored as the sensor saw it, with an EXIF tag saying how to turn it:
+            # a portrait photo came in on its side.
+            image = ImageOps.exif_transpose(image)
             if image.mode.startswith("I;16") or image.mode == "I":
                 # 16-bit grayscale (PNG, TIFF): convert("RGB") clips its 0..65535 at 255, so a
                 # 16-bit frame came out white. Scale it to 8 bits instead.

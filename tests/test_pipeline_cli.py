@@ -70,6 +70,22 @@ def test_a_16_bit_grayscale_png_reads_as_its_8_bit_gray(tmp_path):
     assert np.array_equal(read_image(tmp_path / "gray16.png"), np.repeat(gray[..., None], 3, axis=-1))
 
 
+def test_a_jpeg_is_read_upright_by_its_exif_orientation(tmp_path):
+    """A phone's portrait photo, stored landscape with orientation 6 (turn 90° clockwise), was read on its side."""
+    from PIL import Image
+
+    from cinegen.media import read_image
+
+    stored = np.zeros((32, 48, 3), np.uint8)
+    stored[:, :8] = 255  # the stored left edge is the top of the photo
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "portrait.jpg", exif=exif, quality=95)
+    upright = read_image(tmp_path / "portrait.jpg")
+    assert upright.shape == (48, 32, 3)
+    assert upright[:4].mean() > 200 and upright[-4:].mean() < 50
+
+
 def test_mp4_index_comes_first_for_browsers(tmp_path):
     data = write_video(tmp_path / "clip.mp4", np.zeros((5, 16, 16, 3), np.uint8), 8.0).read_bytes()
     assert data.index(b"moov") < data.index(b"mdat")

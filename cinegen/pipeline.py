@@ -327,7 +327,14 @@ class Pipeline:
             aw, ah = source or (d.width, d.height)
         short = req.size if req.size is not None else min(d.width, d.height)
         scale = short / min(aw, ah)
-        return max(m, round(aw * scale / m) * m), max(m, round(ah * scale / m) * m)
+        width, height = max(m, round(aw * scale / m) * m), max(m, round(ah * scale / m) * m)
+        if source is not None and req.aspect is None and max(width, height) > MAX_SIDE:
+            # Said here: _check_side would name a side the user never gave.
+            raise UserError(
+                f"the input is {aw}x{ah}: its aspect at a short side of {short} px gives {width}x{height}, "
+                f"over {MAX_SIDE} px; give the output's width and height, or an aspect"
+            )
+        return width, height
 
     def geometry(
         self, req: GenerateRequest, source: tuple[int, int] | None = None, source_fps: float | None = None

@@ -77,6 +77,14 @@ def test_image_of_another_aspect_is_refused_unless_the_size_follows_it(pipe, cli
     assert g.width / g.height == 2
 
 
+def test_an_input_too_thin_to_follow_names_its_own_size(pipe):
+    """A 2x256 video followed at the short side gives 32x4096: the error named "height 4096", a size
+    the user never gave."""
+    with pytest.raises(UserError, match=r"^the input is 2x256: .* gives 32x4096, over 1920 px"):
+        pipe.geometry(GenerateRequest("x", task="edit"), source=(2, 256))
+    assert pipe.geometry(GenerateRequest("x", task="edit", width=32, height=32), source=(2, 256)).height == 32
+
+
 @pytest.mark.parametrize("backward", [False, True])
 def test_extend_keeps_the_clip_exactly_and_adds_the_asked_length(pipe, clips, backward):
     source = src(clips, "a.mp4")

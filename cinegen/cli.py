@@ -224,7 +224,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cinegen.train import export, train
 
     training_only = {"--data": args.data, "--steps": args.steps, "--max-steps": args.max_steps, "--minutes": args.minutes,
-                     "--accumulate": args.accumulate, "--cooldown": args.cooldown, "--context-noise": args.context_noise, "--threads": args.threads}
+                     "--accumulate": args.accumulate, "--parallel": args.parallel, "--cooldown": args.cooldown, "--context-noise": args.context_noise, "--threads": args.threads}
     if args.export:
         given = [name for name, value in training_only.items() if value is not None]
         if given:
@@ -240,7 +240,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.config:
         raise UserError("give --config CONFIG.toml (see configs/)")
     cfg = TrainConfig.load(args.config)
-    overrides = {"steps": args.steps, "accumulate": args.accumulate, "out_dir": args.out_dir, "threads": args.threads, "cooldown": args.cooldown,
+    overrides = {"steps": args.steps, "accumulate": args.accumulate, "parallel": args.parallel, "out_dir": args.out_dir, "threads": args.threads, "cooldown": args.cooldown,
                  "context_noise": args.context_noise}
     for key, value in overrides.items():
         if value is not None:
@@ -275,7 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--minutes", type=_positive_float,
                     help="stop after this many minutes of wall time, with a checkpoint (and export) as at the end")
     tr.add_argument("--accumulate", type=_positive_int, metavar="N",
-                    help="micro-batches per optimizer step, gradients summed (overrides the config)")
+                    help="micro-batches per optimizer step, gradients averaged (overrides the config)")
+    tr.add_argument("--parallel", help="under torchrun: ddp (a whole model per rank) or fsdp (FSDP2: weights, "
+                    "gradients and optimizer state sharded across ranks) (overrides the config)")
     tr.add_argument("--out-dir", help="run directory (overrides the config)")
     tr.add_argument("--cooldown", type=float, metavar="SHARE",
                     help="let the learning rate fall linearly to 0 over this last share (0-1) of the run (overrides the config)")

@@ -189,6 +189,9 @@ class TrainConfig:
     # larger batch in the same memory. One process with accumulate N draws the batches of N
     # processes with accumulate 1 (and so trains as they do).
     accumulate: int = 1
+    # Under torchrun: "ddp" keeps a whole copy of the model on every rank; "fsdp" (FSDP2,
+    # fully_shard) splits weights, gradients and optimizer state across them. One process ignores it.
+    parallel: str = "ddp"
     lr: float = 3e-4
     weight_decay: float = 0.0
     warmup: int = 200

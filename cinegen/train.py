@@ -26,6 +26,14 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.fsdp import FSDPModule, fully_shard
+from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
 from cinegen.canvas import random_training_mask
@@ -41,7 +49,7 @@ from cinegen.data import (
 )
 from cinegen.errors import UserError
 from cinegen.flow import add_noise, expand_token_t, flow_loss, sample_logit_normal
-from cinegen.models.autoencoder import CausalVAE
+from cinegen.models.autoencoder import CausalVAE, ResBlock
 from cinegen.models.transformer import SpacetimeDiT
 from cinegen.text import TextEmbedding, TextEncoder
 
@@ -80,6 +88,68 @@ def save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)  # atomic: a kill never leaves a half-written checkpoint
+
+
+# ----------------------------------------------------------------------------- FSDP
+# Sharded (FSDP2), a model's weights, gradients and optimizer state are split across ranks as
+# DTensors. Checkpoints keep whole, unsharded state dicts, as DDP and one process write them,
+# so any run resumes under any `parallel` and world size. Gathering them is a collective:
+# every rank calls these functions, rank 0 alone gets the result.
+
+WHOLE = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def shard(model: nn.Module) -> None:
+    """FSDP2 over the repeated blocks (each all-gathered just before it runs), then the root,
+    which holds the rest (embeddings, the VAE's first and last convs)."""
+    blocks = model.blocks if isinstance(model, SpacetimeDiT) else [
+        m for m in [*model.encoder, *model.decoder] if isinstance(m, ResBlock)]
+    for block in blocks:
+        fully_shard(block)
+    fully_shard(model)
+
+
+def whole_model(module: nn.Module, sharded: bool, model_cfg: ModelConfig, stage: str, device: torch.device
+                ) -> nn.Module | None:
+    """`module` with whole weights for what rank 0 does with them (sample, measure, save, export):
+    `module` itself unless `sharded`; sharded, an unsharded copy on rank 0 and None elsewhere."""
+    if not sharded:
+        return module
+    state = get_model_state_dict(module, options=WHOLE)
+    if dist.get_rank() != 0:
+        return None
+    with torch.random.fork_rng(devices=[]):  # its throwaway init must not move the run's RNG
+        plain = CausalVAE(model_cfg.autoencoder) if stage == "autoencoder" else SpacetimeDiT(model_cfg.denoiser)
+    plain.load_state_dict(state)
+    return plain.to(device).eval().requires_grad_(False)
+
+
+def model_state_dict(model: nn.Module, sharded: bool) -> dict:
+    return get_model_state_dict(model, options=WHOLE) if sharded else model.state_dict()
+
+
+def optimizer_state_dict(optimizer: torch.optim.Optimizer, model: nn.Module, sharded: bool) -> dict:
+    """Today's format, parameters numbered in `model.parameters()` order; sharded, the whole state
+    (DCP names parameters by their path in the model instead; renumbered here)."""
+    if not sharded:
+        return optimizer.state_dict()
+    state = get_optimizer_state_dict(model, optimizer, options=WHOLE)
+    index = {name: i for i, (name, _) in enumerate(model.named_parameters())}
+    return {"state": {index[name]: value for name, value in state.get("state", {}).items()},
+            "param_groups": [group | {"params": [index[name] for name in group["params"]]}
+                             for group in state.get("param_groups", [])]}
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, model: nn.Module, state: dict, sharded: bool) -> None:
+    """The inverse of `optimizer_state_dict`; sharded, every rank gives the whole state and keeps its shard."""
+    if not sharded:
+        optimizer.load_state_dict(state)
+        return
+    names = [name for name, _ in model.named_parameters()]
+    by_name = {"state": {names[i]: value for i, value in state["state"].items()},
+               "param_groups": [group | {"params": [names[i] for i in group["params"]]}
+                                for group in state["param_groups"]]}
+    set_optimizer_state_dict(model, optimizer, by_name, options=StateDictOptions(full_state_dict=True))
 
 
 @torch.no_grad()
@@ -260,11 +330,13 @@ def micro_batch_loss(net: nn.Module, batch, loss_seed: int, cfg: TrainConfig, rt
 
 
 def gradient_sync(net: nn.Module, sync: bool):
-    """A context in which backward all-reduces gradients across ranks only if `sync`: the
+    """A context in which backward reduces gradients across ranks only if `sync`: the
     micro-batches before a step's last only add to the local gradients."""
-    if sync or not isinstance(net, DistributedDataParallel):
-        return contextlib.nullcontext()
-    return net.no_sync()
+    if isinstance(net, FSDPModule):
+        net.set_requires_gradient_sync(sync)
+    elif isinstance(net, DistributedDataParallel) and not sync:
+        return net.no_sync()
+    return contextlib.nullcontext()
 
 
 # ----------------------------------------------------------------------------- periodic samples
@@ -366,14 +438,11 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
             log(out_dir, {"event": "init_widened", "from": cfg.init_from, "latent_channels": widened})
     model.to(rt.device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     if state is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
         torch.set_rng_state(state["rng"])
-        del state  # the model and optimizer hold their own copies
         if rt.main:
             log(out_dir, {"event": "resumed", "step": step})
     if cfg.stage == "autoencoder" and cfg.freeze_encoder:
@@ -389,11 +458,25 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
                             f"got {list(cfg.data.latent_frames)}")
         model.encoder.requires_grad_(False)
         model.decoder.requires_grad_(False)
-    net = DistributedDataParallel(model) if rt.world_size > 1 else model
+    params = sum(p.numel() for p in model.parameters())
+    sharded = rt.world_size > 1 and cfg.parallel == "fsdp"
+    if sharded:
+        # The EMA is sharded as the model is, so its update stays one elementwise lerp per shard.
+        shard(model)
+        shard(ema)
+        net = model
+    else:
+        net = DistributedDataParallel(model) if rt.world_size > 1 else model
+    # After sharding: the optimizer holds the parameters FSDP put in place of the model's own.
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    if state is not None:
+        load_optimizer_state(optimizer, model, state["optimizer"], sharded)
+        del state  # the model and optimizer hold their own copies
+    whole = functools.partial(whole_model, sharded=sharded, model_cfg=model_cfg, stage=cfg.stage, device=rt.device)
     if rt.main:
-        params = sum(p.numel() for p in model.parameters())
         log(out_dir, {"event": "start", "stage": cfg.stage, "params": params, "step": step,
-                      "world_size": rt.world_size, "buckets": len(buckets), "captions": len(source)})
+                      "world_size": rt.world_size, "parallel": cfg.parallel if rt.world_size > 1 else None,
+                      "buckets": len(buckets), "captions": len(source)})
 
     end = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
     if cfg.stage == "autoencoder":
@@ -423,6 +506,8 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
         loss = sum(losses) / len(losses)
         stats = {key: sum(s[key] for s in micro_stats) / len(micro_stats) for key in micro_stats[0]}
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if isinstance(grad_norm, DTensor):
+            grad_norm = grad_norm.full_tensor()  # on every rank: it may be a collective
         optimizer.step()
         update_ema(ema, model, cfg.ema if step >= cfg.warmup else 0.0)
         step += 1
@@ -437,28 +522,36 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
                           "lr": float(f"{lr:.4g}"), "sec_per_step": round(elapsed / max(1, step % cfg.log_every or cfg.log_every), 3)}
                 | {k: round(v, 3) for k, v in stats.items()})
             started = time.time()
-        if rt.main and cfg.stage == "denoiser" and cfg.sample_every and step % cfg.sample_every == 0:
-            log(out_dir, {"step": step, "samples": sample_and_evaluate(model_cfg, vae, ema, heldout_text,
-                                                                       out_dir / "samples" / f"{step:06d}")})
-        if step % cfg.checkpoint_every == 0 or step == end:
-            # Cheap; every checkpoint usable. A frozen encoder keeps the statistics its denoiser knows.
-            if cfg.stage == "autoencoder" and not (cfg.freeze_encoder or cfg.gate_only):
-                measure_latent_stats(ema, source, buckets, tf, cfg.seed)
+        if cfg.stage == "denoiser" and cfg.sample_every and step % cfg.sample_every == 0:
+            ema_whole = whole(ema)
             if rt.main:
-                save_checkpoint(ckpt_path, {"model": model.state_dict(), "ema": ema.state_dict(),
-                                            "optimizer": optimizer.state_dict(), "step": step,
+                log(out_dir, {"step": step, "samples": sample_and_evaluate(model_cfg, vae, ema_whole, heldout_text,
+                                                                           out_dir / "samples" / f"{step:06d}")})
+        if step % cfg.checkpoint_every == 0 or step == end:
+            ema_whole = whole(ema)
+            model_state = model_state_dict(model, sharded)
+            optimizer_state = optimizer_state_dict(optimizer, model, sharded)
+            # Cheap; every checkpoint usable. A frozen encoder keeps the statistics its denoiser knows.
+            if cfg.stage == "autoencoder" and not (cfg.freeze_encoder or cfg.gate_only) and ema_whole is not None:
+                measure_latent_stats(ema_whole, source, buckets, tf, cfg.seed)
+            if rt.main:
+                save_checkpoint(ckpt_path, {"model": model_state, "ema": ema_whole.state_dict(),
+                                            "optimizer": optimizer_state, "step": step,
                                             "config": dataclasses.asdict(cfg), "rng": torch.get_rng_state()})
-    if rt.main and cfg.stage == "denoiser":
+    if cfg.stage == "denoiser":
         from cinegen.backends.native import NativeBackend
 
-        NativeBackend.save(out_dir / "model", model_cfg, vae, ema)
-        log(out_dir, {"event": "exported", "model_dir": str(out_dir / "model"), "step": step})
+        ema_whole = whole(ema)
+        if rt.main:
+            NativeBackend.save(out_dir / "model", model_cfg, vae, ema_whole)
+            log(out_dir, {"event": "exported", "model_dir": str(out_dir / "model"), "step": step})
     if rt.world_size > 1:
         dist.destroy_process_group()
     return out_dir
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PARALLEL = ("ddp", "fsdp")
 
 
 def check_settings(cfg: TrainConfig, max_steps: int | None = None) -> None:
@@ -473,6 +566,8 @@ def check_settings(cfg: TrainConfig, max_steps: int | None = None) -> None:
         raise UserError("stage 'denoiser' needs autoencoder_from (an autoencoder checkpoint or model dir)")
     if cfg.precision not in PRECISIONS:
         raise UserError(f"precision {cfg.precision!r} is not one of {', '.join(PRECISIONS)}")
+    if cfg.parallel not in PARALLEL:
+        raise UserError(f"parallel {cfg.parallel!r} is not one of {', '.join(PARALLEL)}")
     counts = {"steps": cfg.steps, "batch_size": cfg.batch_size, "accumulate": cfg.accumulate,
               "checkpoint_every": cfg.checkpoint_every,
               "log_every": cfg.log_every, "max_steps": 1 if max_steps is None else max_steps}

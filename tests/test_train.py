@@ -213,12 +213,55 @@ def test_torchrun_two_processes_resume_exactly(vae_run, tmp_path):
     assert_same_weights(weights(split), weights(straight))
 
 
-def test_two_processes_train_as_one_process_accumulating_two(tmp_path):
+@pytest.fixture(scope="module")
+def accumulated_run(tmp_path_factory):
+    """One process, accumulate 2: the clips 2 processes draw, in one step."""
+    out = tmp_path_factory.mktemp("accumulated")
+    train(config(out, steps=4, accumulate=2))
+    return out
+
+
+def test_two_processes_train_as_one_process_accumulating_two(accumulated_run, tmp_path):
     """One process with accumulate 2 draws the clips of 2 DDP processes and takes the same steps;
     only the order in which the gradients are summed differs."""
     torchrun("train(config(sys.argv[1], steps=4))", tmp_path / "two")
-    train(config(tmp_path / "one", steps=4, accumulate=2))
-    assert_close_weights(weights(tmp_path / "two"), weights(tmp_path / "one"))
+    assert_close_weights(weights(tmp_path / "two"), weights(accumulated_run))
+
+
+def test_fsdp_resumes_exactly_and_trains_as_one_process_accumulating_two(accumulated_run, tmp_path):
+    """FSDP2 on gloo: a 2-process run split by a restart ends where the straight run ends, and
+    there as one process does with accumulate 2. Its checkpoint holds whole state dicts, as DDP's does."""
+    script = "train(config(sys.argv[1], steps=4, parallel='fsdp'), max_steps=int(sys.argv[2]))"
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    torchrun(script, straight, 4)
+    torchrun(script, split, 2)
+    torchrun(script, split, 4)
+    assert '"parallel": "fsdp"' in (straight / "log.jsonl").read_text()
+    assert_same_weights(weights(split), weights(straight))
+    sharded, single = (torch.load(run / CHECKPOINT, weights_only=False) for run in (straight, accumulated_run))
+    assert_close_weights(sharded["model"], single["model"])
+    assert_close_weights(sharded["ema"], single["ema"])
+    assert sharded["optimizer"]["param_groups"] == single["optimizer"]["param_groups"]
+    for i, moments in single["optimizer"]["state"].items():
+        assert_close_weights(sharded["optimizer"]["state"][i], moments)
+
+
+def test_fsdp_denoiser_samples_and_exports_as_one_process(vae_run, tmp_path):
+    """The sharded EMA is gathered on every rank for rank 0's samples and export (a gather on
+    rank 0 alone would hang), and the denoiser trains as one process with accumulate 2 does."""
+    heldout = tmp_path / "heldout.txt"
+    heldout.write_text("a red ball moves right on a white background\n")
+    settings = (f"stage='denoiser', steps=3, autoencoder_from={str(vae_run)!r}, sample_every=2, "
+                f"data=dataclasses.replace(TINY_DATA, heldout={str(heldout)!r})")
+    torchrun(f"import dataclasses; from tests.test_train import TINY_DATA; "
+             f"train(config(sys.argv[1], {settings}, parallel='fsdp'))", tmp_path / "fsdp")
+    train(config(tmp_path / "one", stage="denoiser", steps=3, autoencoder_from=str(vae_run), sample_every=2,
+                 data=dataclasses.replace(TINY_DATA, heldout=str(heldout)), accumulate=2))
+    assert (tmp_path / "fsdp" / "samples" / "000002" / "00.mp4").is_file()
+    assert_close_weights(weights(tmp_path / "fsdp"), weights(tmp_path / "one"))
+    from safetensors.torch import load_file
+
+    assert_close_weights(*(load_file(run / "model" / "model.safetensors") for run in (tmp_path / "fsdp", tmp_path / "one")))
 
 
 def test_folder_of_videos_trains(tmp_path):
@@ -511,6 +554,7 @@ def test_gate_only_needs_a_model_with_a_gate_and_clips(tmp_path):
     ({"checkpoint_every": 0}, "checkpoint_every 0 must be at least 1"),
     ({"batch_size": 0}, "batch_size 0 must be at least 1"),
     ({"accumulate": 0}, "accumulate 0 must be at least 1"),
+    ({"parallel": "zero3"}, "parallel 'zero3' is not one of ddp, fsdp"),
     ({"steps": 0}, "steps 0 must be at least 1"),
     ({"precision": "fp8"}, "precision 'fp8' is not one of auto, fp32, bf16, fp16"),
     ({"lr": -1.0}, "lr -1.0 must be 0 or more"),

@@ -1,12 +1,17 @@
 """Training: the causal VAE, then the denoiser on cached latents; one process or torchrun.
 
 `train(cfg)` reads top to bottom: set up (distributed, model, optimizer, data) → resume →
-loop (batch → loss → step → EMA → log / sample / checkpoint) → export. Under torchrun
-(`WORLD_SIZE` > 1) the model is wrapped in DDP (gloo on CPU, nccl on GPU), each rank draws
-its own batches, and rank 0 writes checkpoints.
+loop (batch → loss → step → EMA → log / sample / checkpoint) → export. Each step takes
+`cfg.accumulate` micro-batches, micro-batch k of rank r drawn as "virtual rank"
+r * accumulate + k, so one process accumulating N draws what N processes draw. Under torchrun
+(`WORLD_SIZE` > 1; gloo on CPU, nccl on GPU) `cfg.parallel` picks DDP (a whole model per rank,
+gradients all-reduced after a step's last micro-batch) or FSDP2 (`fully_shard` per repeated
+block, then the root; the EMA is sharded alike); each rank draws its own batches, and rank 0
+writes checkpoints.
 
-The checkpoint is `{model, ema, optimizer, step, config, rng}`, written atomically, so a
-killed run resumes exactly where its last checkpoint was.
+The checkpoint is `{model, ema, optimizer, step, config, rng}`, whole (unsharded) state dicts
+under FSDP too, written atomically, so a killed run resumes exactly where its last checkpoint
+was.
 """
 
 from __future__ import annotations
@@ -93,7 +98,8 @@ def save_checkpoint(path: Path, state: dict) -> None:
 # ----------------------------------------------------------------------------- FSDP
 # Sharded (FSDP2), a model's weights, gradients and optimizer state are split across ranks as
 # DTensors. Checkpoints keep whole, unsharded state dicts, as DDP and one process write them,
-# so any run resumes under any `parallel` and world size. Gathering them is a collective:
+# so a run resumes under the other `parallel` or world size (with processes × accumulate kept,
+# on the same clips). Gathering them is a collective:
 # every rank calls these functions, rank 0 alone gets the result.
 
 WHOLE = StateDictOptions(full_state_dict=True, cpu_offload=True)

@@ -246,6 +246,20 @@ def test_fsdp_resumes_exactly_and_trains_as_one_process_accumulating_two(accumul
         assert_close_weights(sharded["optimizer"]["state"][i], moments)
 
 
+def test_a_checkpoint_resumes_under_the_other_parallel_and_in_one_process(accumulated_run, tmp_path):
+    """Whole state dicts: a DDP run's checkpoint resumes under FSDP, and in one process that
+    accumulates 2 (drawing the clips of both ranks), ending where the one-process run ends."""
+    import shutil
+
+    script = "train(config(sys.argv[1], steps=4, parallel=sys.argv[3]), max_steps=int(sys.argv[2]))"
+    torchrun(script, tmp_path / "fsdp", 2, "ddp")
+    shutil.copytree(tmp_path / "fsdp", tmp_path / "one")
+    torchrun(script, tmp_path / "fsdp", 2, "fsdp")
+    train(config(tmp_path / "one", steps=4, accumulate=2))
+    assert_close_weights(weights(tmp_path / "fsdp"), weights(accumulated_run))
+    assert_close_weights(weights(tmp_path / "one"), weights(accumulated_run))
+
+
 def test_fsdp_denoiser_samples_and_exports_as_one_process(vae_run, tmp_path):
     """The sharded EMA is gathered on every rank for rank 0's samples and export (a gather on
     rank 0 alone would hang), and the denoiser trains as one process with accumulate 2 does."""

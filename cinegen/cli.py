@@ -210,6 +210,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.storyboard:
         from cinegen.inputs import read_storyboard
 
+        # The shots give the prompts and lengths; these would be ignored (the sidecar recorded them).
+        given = [name for name, value in (("PROMPT", args.prompt), ("--seconds", args.seconds),
+                                          ("--frames", args.frames)) if value is not None]
+        if given:
+            raise UserError(f"--storyboard gives each shot's prompt and seconds; leave out {', '.join(given)}")
         extra["storyboard"] = [vars(shot) for shot in read_storyboard(args.storyboard)]
         args.prompt = args.prompt or ""
     if args.prompt is None:

@@ -433,6 +433,8 @@ def _bad_inputs(clips, tmp_path):
     write_video(small_mask, np.full((16, 16, 3), 255, np.uint8), 8)
     long_mask = tmp_path / "long_mask.mp4"  # a.mp4 has 9 frames: the mask was cut to them, silently
     write_video(long_mask, np.full((18, 32, 32, 3), 255, np.uint8), 16)
+    shots = tmp_path / "shots.json"
+    shots.write_text(json.dumps([{"prompt": "a red ball", "seconds": 1}]))
     a = str(clips / "a.mp4")
     return {
         "aspect": ["generate", "x", "--image", str(clips / "wide.png"), "--width", "32", "--height", "32"],
@@ -445,6 +447,9 @@ def _bad_inputs(clips, tmp_path):
         "strength": ["edit", a, "x", "--strength", "1.5"],
         "source_prompt": ["edit", a, "x", "--source-prompt", " "],  # was a plain edit, silently
         "storyboard": ["generate", "--storyboard", str(corrupt)],
+        # The shots give the lengths and prompts: these were ignored, and recorded in the sidecar.
+        "storyboard_seconds": ["generate", "--storyboard", str(shots), "--seconds", "5"],
+        "storyboard_prompt": ["generate", "a blue ball", "--storyboard", str(shots)],
         "finalize": ["finalize", str(corrupt)],
     }
 
@@ -452,7 +457,7 @@ def _bad_inputs(clips, tmp_path):
 @pytest.mark.parametrize(
     "case",
     ["aspect", "short", "extend_nothing", "mask", "long_mask", "corrupt", "four_hours", "strength", "source_prompt", "storyboard",
-     "finalize"],
+     "storyboard_seconds", "storyboard_prompt", "finalize"],
 )
 def test_bad_input_one_line_exit_2_nothing_written(tiny_model_dir, clips, tmp_path, capsys, case):
     inputs = tmp_path / "in"

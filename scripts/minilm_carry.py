@@ -95,12 +95,19 @@ def unpack(source: Path, dest: Path) -> None:
 
 
 if __name__ == "__main__":
-    usage = "usage: minilm_carry.py pack [--half] DEST [TRAIN_CONFIG...] | unpack SOURCE DEST"
-    half = "--half" in sys.argv
-    args = [a for a in sys.argv if a != "--half"]
-    if len(args) >= 3 and args[1] == "pack":
-        pack(Path(args[2]), args[3:], half)
-    elif len(args) == 4 and args[1] == "unpack" and not half:
-        unpack(Path(args[2]), Path(args[3]))
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    pack_cmd = commands.add_parser("pack", help="write the trimmed encoder to DEST")
+    pack_cmd.add_argument("--half", action="store_true", help="store the weights other than the embeddings in fp16")
+    pack_cmd.add_argument("dest", type=Path)
+    pack_cmd.add_argument("configs", nargs="*", metavar="TRAIN_CONFIG", help="whose caption pools must keep their tokens")
+    unpack_cmd = commands.add_parser("unpack", help="turn a packed encoder back into one transformers loads")
+    unpack_cmd.add_argument("source", type=Path)
+    unpack_cmd.add_argument("dest", type=Path)
+    args = parser.parse_args()
+    if args.command == "pack":
+        pack(args.dest, args.configs, args.half)
     else:
-        sys.exit(usage)
+        unpack(args.source, args.dest)

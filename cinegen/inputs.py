@@ -60,10 +60,17 @@ def read_source_video(path: str, role: str, min_frames: int, max_frames: int) ->
     return frames, fps
 
 
-def resample(frames: np.ndarray, fps: float, to_fps: float) -> np.ndarray:
-    """A clip at `fps` shown at `to_fps` over the same time span (nearest frames dropped or repeated)."""
-    count = 1 + math.floor((len(frames) - 1) * to_fps / fps + 1e-6)
-    return frames[np.minimum(np.round(np.arange(count) * fps / to_fps).astype(int), len(frames) - 1)]
+def resample_index(frames: int, fps: float, to_fps: float) -> np.ndarray:
+    """Which of a clip's `frames` at `fps` to show at `to_fps` over the same time span (the nearest
+    ones, dropped or repeated)."""
+    count = 1 + math.floor((frames - 1) * to_fps / fps + 1e-6)
+    # Ties go to the earlier frame: np.round's ties-to-even repeated frames unevenly (0 0 1 2 2 2 3 ...).
+    nearest = np.floor(np.arange(count) * fps / to_fps + 0.5 - 1e-6).astype(int)
+    return np.minimum(nearest, frames - 1)
+
+
+def _differs(fps: float, other: float) -> bool:
+    return abs(fps / other - 1) > 0.01
 
 
 def read_mask(path: str, like: np.ndarray, cut: bool = False) -> np.ndarray:
@@ -179,10 +186,27 @@ def load(req, min_frames: int, max_frames: int) -> Inputs:
         inputs.last_image = read_image(req.last_image)
     if req.video:
         inputs.video, inputs.video_fps = read_source_video(req.video, "video", min_frames, max_frames)
+    if req.mask:
+        if inputs.video is None:
+            raise UserError("--mask needs a source video to edit")
+        inputs.mask = read_mask(req.mask, inputs.video, cut=len(inputs.video) >= max_frames)
+    if inputs.video is not None and req.fps is not None and _differs(req.fps, inputs.video_fps):
+        # Taken frame for frame, the clip would play faster or slower than it was filmed.
+        index = resample_index(len(inputs.video), inputs.video_fps, req.fps)
+        inputs.video = inputs.video[index]
+        if inputs.mask is not None:
+            inputs.mask = inputs.mask[index]
+        inputs.notes.append(f"video {inputs.video_fps:g} fps resampled to {req.fps:g} fps ({len(inputs.video)} frames)")
+        if len(inputs.video) < min_frames:
+            raise UserError(
+                f"video {req.video!r} is {len(inputs.video)} frame(s) at {req.fps:g} fps; at least {min_frames} "
+                "are needed"
+            )
+        inputs.video_fps = req.fps
     if req.video_b:
         inputs.video_b, fps_b = read_source_video(req.video_b, "second video", min_frames, max_frames)
-        if abs(fps_b / inputs.video_fps - 1) > 0.01:  # played at the first's rate, it ran slow or fast
-            inputs.video_b = resample(inputs.video_b, fps_b, inputs.video_fps)
+        if _differs(fps_b, inputs.video_fps):  # played at the first's rate, it ran slow or fast
+            inputs.video_b = inputs.video_b[resample_index(len(inputs.video_b), fps_b, inputs.video_fps)]
             inputs.notes.append(
                 f"second video {fps_b:g} fps resampled to the first's {inputs.video_fps:g} fps "
                 f"({len(inputs.video_b)} frames)"
@@ -192,8 +216,4 @@ def load(req, min_frames: int, max_frames: int) -> Inputs:
                     f"second video {req.video_b!r} is {len(inputs.video_b)} frame(s) at the first's "
                     f"{inputs.video_fps:g} fps; at least {min_frames} are needed"
                 )
-    if req.mask:
-        if inputs.video is None:
-            raise UserError("--mask needs a source video to edit")
-        inputs.mask = read_mask(req.mask, inputs.video, cut=len(inputs.video) >= max_frames)
     return inputs

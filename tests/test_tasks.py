@@ -117,6 +117,19 @@ def test_connect_plays_b_at_its_own_speed_when_its_fps_differs(pipe, clips, tmp_
     assert "second video 16 fps resampled to the first's 8 fps (7 frames)" in out.metadata["notes"]
 
 
+@pytest.mark.parametrize("backward", [False, True])
+def test_a_source_is_resampled_to_the_asked_fps_not_relabelled(pipe, clips, backward):
+    """extend --fps 16 of an 8 fps clip took its frames one for one: the kept part played twice as fast."""
+    a = src(clips, "a.mp4")
+    out = pipe.run(GenerateRequest("x", task="extend", video=str(clips / "a.mp4"), fps=16, seconds=1,
+                                   backward=backward))
+    kept = out.frames[-17:] if backward else out.frames[:17]
+    assert out.fps == 16 and np.array_equal(kept, a[np.arange(17) // 2])  # 9 frames at 8 fps: 17 at 16
+    assert "video 8 fps resampled to 16 fps (17 frames)" in out.metadata["notes"]
+    same = pipe.run(GenerateRequest("x", task="extend", video=str(clips / "a.mp4"), fps=8, seconds=1))
+    assert np.array_equal(same.frames[:9], a) and not any("resampled" in n for n in same.metadata.get("notes", []))
+
+
 def test_text_loop_runs_on_circular_time(pipe, monkeypatch):
     spy = Spy(pipe.backend)
     looped = Pipeline(spy, pipe.defaults, pipe.model_name)

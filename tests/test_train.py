@@ -202,15 +202,21 @@ def test_denoiser_trains_samples_exports_and_generates(vae_run, tmp_path):
     assert video.shape == (5, 32, 32, 3)
 
 
-def test_torchrun_two_processes_resume_exactly(vae_run, tmp_path):
-    """DDP on gloo: a 2-process run split by a restart ends where the straight run ends."""
-    script = "train(config(sys.argv[1], steps=4), max_steps=int(sys.argv[2]))"
+def resumes_exactly(script: str, tmp_path: Path) -> Path:
+    """Runs `script` (4 steps, 2 processes) straight and split 2 + 2 by a restart; both must end on
+    the same weights. Returns the straight run."""
     straight, split = tmp_path / "straight", tmp_path / "split"
     torchrun(script, straight, 4)
     torchrun(script, split, 2)
     torchrun(script, split, 4)
-    assert '"world_size": 2' in (straight / "log.jsonl").read_text()
     assert_same_weights(weights(split), weights(straight))
+    return straight
+
+
+def test_torchrun_two_processes_resume_exactly(vae_run, tmp_path):
+    """DDP on gloo: a 2-process run split by a restart ends where the straight run ends."""
+    straight = resumes_exactly("train(config(sys.argv[1], steps=4), max_steps=int(sys.argv[2]))", tmp_path)
+    assert '"world_size": 2' in (straight / "log.jsonl").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -231,13 +237,10 @@ def test_two_processes_train_as_one_process_accumulating_two(accumulated_run, tm
 def test_fsdp_resumes_exactly_and_trains_as_one_process_accumulating_two(accumulated_run, tmp_path):
     """FSDP2 on gloo: a 2-process run split by a restart ends where the straight run ends, and
     there as one process does with accumulate 2. Its checkpoint holds whole state dicts, as DDP's does."""
-    script = "train(config(sys.argv[1], steps=4, parallel='fsdp'), max_steps=int(sys.argv[2]))"
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    torchrun(script, straight, 4)
-    torchrun(script, split, 2)
-    torchrun(script, split, 4)
+    straight = resumes_exactly(
+        "train(config(sys.argv[1], steps=4, parallel='fsdp'), max_steps=int(sys.argv[2]))", tmp_path
+    )
     assert '"parallel": "fsdp"' in (straight / "log.jsonl").read_text()
-    assert_same_weights(weights(split), weights(straight))
     sharded, single = (torch.load(run / CHECKPOINT, weights_only=False) for run in (straight, accumulated_run))
     assert_close_weights(sharded["model"], single["model"])
     assert_close_weights(sharded["ema"], single["ema"])

@@ -228,8 +228,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cinegen.config import TrainConfig
     from cinegen.train import export, train
 
-    training_only = {"--data": args.data, "--steps": args.steps, "--max-steps": args.max_steps, "--minutes": args.minutes,
-                     "--accumulate": args.accumulate, "--parallel": args.parallel, "--cooldown": args.cooldown, "--context-noise": args.context_noise, "--threads": args.threads}
+    training_only = {
+        "--data": args.data, "--steps": args.steps, "--max-steps": args.max_steps, "--minutes": args.minutes,
+        "--accumulate": args.accumulate, "--parallel": args.parallel, "--cooldown": args.cooldown,
+        "--context-noise": args.context_noise, "--threads": args.threads,
+    }
     if args.export:
         given = [name for name, value in training_only.items() if value is not None]
         if given:
@@ -245,8 +248,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.config:
         raise UserError("give --config CONFIG.toml (see configs/)")
     cfg = TrainConfig.load(args.config)
-    overrides = {"steps": args.steps, "accumulate": args.accumulate, "parallel": args.parallel, "out_dir": args.out_dir, "threads": args.threads, "cooldown": args.cooldown,
-                 "context_noise": args.context_noise}
+    overrides = {"steps": args.steps, "accumulate": args.accumulate, "parallel": args.parallel, "out_dir": args.out_dir,
+                 "threads": args.threads, "cooldown": args.cooldown, "context_noise": args.context_noise}
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, value)

@@ -507,9 +507,9 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
                 loss, stats = micro_batch_loss(net, batch, loss_seed, cfg, rt, captions, null_text)
                 # Summed over micro-batches and averaged over ranks: the mean over every clip of the step.
                 (loss / len(micro_batches)).backward()
-            losses.append(loss.item())
+            losses.append(loss.detach())  # read (.item(), a device sync) only when logged
             micro_stats.append(stats)
-        loss = sum(losses) / len(losses)
+        loss = torch.stack(losses).mean()
         stats = {key: sum(s[key] for s in micro_stats) / len(micro_stats) for key in micro_stats[0]}
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         if isinstance(grad_norm, DTensor):
@@ -524,7 +524,7 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
 
         if rt.main and (step % cfg.log_every == 0 or step == end):
             elapsed = time.time() - started
-            log(out_dir, {"step": step, "loss": round(loss, 5), "grad_norm": round(grad_norm.item(), 3),
+            log(out_dir, {"step": step, "loss": round(loss.item(), 5), "grad_norm": round(grad_norm.item(), 3),
                           "lr": float(f"{lr:.4g}"), "sec_per_step": round(elapsed / max(1, step % cfg.log_every or cfg.log_every), 3)}
                 | {k: round(v, 3) for k, v in stats.items()})
             started = time.time()

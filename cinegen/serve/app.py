@@ -28,6 +28,7 @@ from cinegen.pipeline import (
     DEFAULT_MODEL_DIR,
     TASK_NEEDS_FILES,
     TASK_TAKES_FILES,
+    TASKS,
     GenerateRequest,
     config_geometry,
     parse_aspect,
@@ -57,9 +58,6 @@ from cinegen.serve.uploads import IMAGE_ROLES, VIDEO_ROLES, UploadLimits, Upload
 
 STATIC = Path(__file__).parent / "static"
 FILE_ROLES = IMAGE_ROLES + VIDEO_ROLES
-# The files each task needs and takes, as the pipeline checks them: refused here, before the job
-# queues, rather than failing on a worker.
-TASKS = ["generate", "edit", "extend", "connect", "loop"]
 # The uploads whose size the output follows when none is asked for, first found first (Inputs.source_size).
 SOURCE_ROLES = ("video", "image", "last_image")
 
@@ -606,7 +604,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/v1/models", response_model=ModelList, tags=["models"], summary="Models this server runs")
     def list_models(_who: Who) -> ModelList:
-        return ModelList(data=[Model(id=settings.model, default=True, tasks=TASKS)])
+        return ModelList(data=[Model(id=settings.model, default=True, tasks=list(TASKS))])
 
     # ------------------------------------------------------------------ operations
 

@@ -456,14 +456,10 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
         # that encoder, so better reconstructions never shift the latent space under the denoiser.
         model.encoder.load_state_dict(ema.encoder.state_dict())
         model.encoder.requires_grad_(False)
-    if cfg.stage == "autoencoder" and cfg.gate_only:
-        if model.gate is None:
-            raise UserError(f"gate_only needs a model with a temporal gate (gate_width > 0); {cfg.model!r} has none")
-        if min(cfg.data.latent_frames) < 2:
-            raise UserError(f"gate_only trains on clips, not images: latent_frames must all be >= 2, "
-                            f"got {list(cfg.data.latent_frames)}")
-        model.encoder.requires_grad_(False)
-        model.decoder.requires_grad_(False)
+    if cfg.stage == "autoencoder" and cfg.train_only:
+        model.requires_grad_(False)
+        for part in cfg.train_only:
+            getattr(model, part).requires_grad_(True)
     params = sum(p.numel() for p in model.parameters())
     sharded = rt.world_size > 1 and cfg.parallel == "fsdp"
     if sharded:
@@ -538,7 +534,7 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
             model_state = model_state_dict(model, sharded)
             optimizer_state = optimizer_state_dict(optimizer, model, sharded)
             # Cheap; every checkpoint usable. A frozen encoder keeps the statistics its denoiser knows.
-            if cfg.stage == "autoencoder" and not (cfg.freeze_encoder or cfg.gate_only) and ema_whole is not None:
+            if cfg.stage == "autoencoder" and not (cfg.freeze_encoder or cfg.train_only) and ema_whole is not None:
                 measure_latent_stats(ema_whole, source, buckets, tf, cfg.seed)
             if rt.main:
                 save_checkpoint(ckpt_path, {"model": model_state, "ema": ema_whole.state_dict(),
@@ -558,6 +554,8 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PARALLEL = ("ddp", "fsdp")
+# What `train_only` may name: the VAE's parts after its decoder, and the setting that adds each.
+TRAINABLE_PARTS = {"gate": "gate_width", "refiner": "refiner_width"}
 
 
 def check_settings(cfg: TrainConfig, max_steps: int | None = None) -> None:
@@ -586,6 +584,16 @@ def check_settings(cfg: TrainConfig, max_steps: int | None = None) -> None:
             raise UserError(f"{name} {getattr(cfg, name)} must be 0 or more")
     if not cfg.lr >= 0:
         raise UserError(f"lr {cfg.lr} must be 0 or more")
+    for part in cfg.train_only:
+        if not isinstance(part, str) or part not in TRAINABLE_PARTS:
+            raise UserError(f"train_only part {part!r} is not one of {', '.join(TRAINABLE_PARTS)}")
+        width = getattr(MODEL_PRESETS[cfg.model].autoencoder, TRAINABLE_PARTS[part])
+        if cfg.stage != "autoencoder" or not width:
+            raise UserError(f"train_only {part!r} needs stage 'autoencoder' and a model with a {part} "
+                            f"({TRAINABLE_PARTS[part]} > 0); {cfg.model!r} in stage {cfg.stage!r} has none")
+    if "gate" in cfg.train_only and min(cfg.data.latent_frames) < 2:
+        raise UserError(f"train_only 'gate' trains on clips, not images: latent_frames must all be >= 2, "
+                        f"got {list(cfg.data.latent_frames)}")
     if not cfg.grad_clip > 0:
         raise UserError(f"grad_clip {cfg.grad_clip} must be above 0")
     for name in ("cooldown", "ema", "text_dropout", "condition_dropout", "canvas_share"):
@@ -662,10 +670,11 @@ def load_init(model: CausalVAE | SpacetimeDiT, state: dict[str, torch.Tensor]) -
     if set(own) == set(state) and old < new:
         model.load_narrower(state)
         return [old, new]
-    # A VAE given a temporal gate starts from one without: the gate keeps its fresh, nearly closed init.
-    fresh_gate = {name: own[name] for name in own if name.startswith("gate.") and name not in state}
+    # A VAE given a temporal gate or an edge refiner starts from one without: they keep their fresh
+    # init, which leaves the decoder's frames nearly as they were.
+    fresh = {name: own[name] for name in own if name.startswith(("gate.", "refiner.")) and name not in state}
     try:
-        model.load_state_dict(state | fresh_gate)
+        model.load_state_dict(state | fresh)
     except RuntimeError as error:
         lines = str(error).splitlines()
         detail = lines[1].strip() if len(lines) > 1 else lines[0]

@@ -267,8 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Generate a video (or an image with -o x.png / --frames 1) from a prompt.")
     gen.add_argument("prompt", nargs="?", help="what the video shows")
     gen.add_argument("--from", dest="from_record", metavar="JSON", help="reproduce an output from its JSON sidecar")
-    gen.add_argument("--image", help="first frame: image -> video")
-    gen.add_argument("--last-image", help="last frame the video should end on")
+    gen.add_argument("--image", help="first frame: image -> video (transparent pixels are taken as black)")
+    gen.add_argument("--last-image", help="last frame the video should end on (transparent pixels: black)")
     gen.add_argument("--storyboard", metavar="JSON", help='shots with cuts: [{"prompt": "...", "seconds": 3}, ...]')
     gen.add_argument("--draft", action="store_true",
                      help="a quick draft (half size, but never below the smallest size the default model trained on) and its state; render it with `cinegen finalize out.json`")

@@ -39,6 +39,12 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+# What shows through transparent pixels of an input (a cut-out PNG, a transparent GIF): black, as
+# premultiplied alpha has it. The colour a file keeps under alpha 0 is whatever the editor left
+# there (the cut-out's own colour, the layer below, noise) and no viewer shows it; dropping the alpha
+# put it into the conditioning frame. Black is also a background the shipped model knows (the
+# world's darkest tone), and the transparent part of a mask reads as black: kept, not regenerated.
+TRANSPARENT_BACKGROUND = (0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -231,8 +237,16 @@ def _check_pixels(path: Path, width: int, height: int, limits: Limits) -> None:
         raise UserError(f"{str(path)!r} is {width}x{height}; at most {limits.max_pixels} pixels allowed")
 
 
+def _flatten(rgba: np.ndarray) -> np.ndarray:
+    """uint8 `[..., 4]` → `[..., 3]` composited onto TRANSPARENT_BACKGROUND (alpha 255 keeps a pixel as it is)."""
+    alpha = rgba[..., 3:].astype(np.uint32)
+    background = np.array(TRANSPARENT_BACKGROUND, np.uint32)
+    return ((rgba[..., :3] * alpha + background * (255 - alpha) + 127) // 255).astype(np.uint8)
+
+
 def read_image(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
-    """Decode an image file to uint8 `[H, W, 3]` (checked by decoding, not by its name)."""
+    """Decode an image file to uint8 `[H, W, 3]` (checked by decoding, not by its name); transparent
+    pixels show TRANSPARENT_BACKGROUND."""
     path = _check_input_file(path, limits)
     try:
         with Image.open(path) as image:
@@ -245,6 +259,9 @@ def read_image(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> np.n
                 # 16-bit frame came out white. Scale it to 8 bits instead.
                 gray = (np.asarray(image, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8)
                 return np.repeat(gray[..., None], 3, axis=-1)
+            # An alpha channel, or a palette or colour key with a transparent entry (PNG tRNS, GIF).
+            if image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in image.info:
+                return _flatten(np.asarray(image.convert("RGBA")))
             return np.asarray(image.convert("RGB"))
     except UserError:
         raise
@@ -274,7 +291,10 @@ def read_video(
             times = []
             for frame in container.decode(stream):
                 _check_pixels(path, frame.width, frame.height, limits)
-                frames.append(frame.to_ndarray(format="rgb24"))
+                if any(component.is_alpha for component in frame.format.components):  # a transparent GIF
+                    frames.append(_flatten(frame.to_ndarray(format="rgba")))
+                else:
+                    frames.append(frame.to_ndarray(format="rgb24"))
                 times.append(frame.time)
                 if len(frames) >= cap:
                     break

@@ -142,7 +142,8 @@ def add_commands(sub) -> None:
         "--strength", type=float, help="how much to change, in (0, 1] (default 0.6; 1 with --mask)"
     )
     e.add_argument("--source-prompt", help="what the source shows: FlowEdit-style edit that keeps more of it")
-    e.add_argument("--mask", help="black/white image or video of the source's size: white is regenerated")
+    e.add_argument("--mask", help="black/white image or video of the source's size: white is regenerated "
+                   "(transparent pixels count as black)")
     add_generation_options(e)
     e.set_defaults(func=cmd_edit)
 

@@ -70,6 +70,52 @@ def test_a_16_bit_grayscale_png_reads_as_its_8_bit_gray(tmp_path):
     assert np.array_equal(read_image(tmp_path / "gray16.png"), np.repeat(gray[..., None], 3, axis=-1))
 
 
+def _transparent_file(path, mode):
+    """A 16x16 picture whose left half is fully transparent over a hidden bright green (or gray), its
+    right half opaque, and (RGBA) one column half transparent; and the pixels expected on black.
+    GIF: a clip of such frames."""
+    from PIL import Image
+
+    expected = np.zeros((16, 16, 3), np.uint8)
+    if mode == "LA":
+        la = np.zeros((16, 16, 2), np.uint8)
+        la[:, :8] = (220, 0)
+        la[:, 8:] = (90, 255)
+        expected[:, 8:] = 90
+        Image.fromarray(la, "LA").save(path)
+        return expected
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[:, :8] = (0, 255, 0, 0)
+    rgba[:, 8:] = (255, 0, 0, 255)
+    expected[:, 8:] = (255, 0, 0)
+    if mode == "P":  # a palette whose entry 0, the hidden green, is the transparent one
+        image = Image.fromarray(rgba[..., :3]).quantize(2)
+        image.save(path, transparency=image.getpixel((0, 0)))
+        return expected
+    if mode == "GIF":  # a clip of 3 such frames; GIF has no partial transparency
+        frames = [Image.fromarray(rgba, "RGBA")] * 3
+        frames[0].save(path, save_all=True, append_images=frames[1:], duration=125, disposal=2)
+        return expected
+    rgba[:, 8] = (200, 100, 50, 128)
+    expected[:, 8] = np.round(np.array([200, 100, 50]) * 128 / 255)
+    Image.fromarray(rgba, "RGBA").save(path)
+    return expected
+
+
+@pytest.mark.parametrize(("mode", "suffix"), [("RGBA", ".png"), ("LA", ".png"), ("P", ".png"), ("GIF", ".gif")])
+def test_transparent_pixels_read_as_black_not_their_hidden_colour(tmp_path, mode, suffix):
+    """The colour a file keeps under alpha 0 is whatever the editor left there: the alpha was dropped,
+    so a cut-out's hidden green came into the first frame (FFmpeg showed a transparent GIF's as white)."""
+    from cinegen.media import read_image
+
+    path = tmp_path / f"cut_out{suffix}"
+    expected = _transparent_file(path, mode)
+    if mode != "GIF":  # GIF stands for video here (read_video reads it frame by frame)
+        assert np.array_equal(read_image(path), expected)
+    frames, _ = read_video(path)
+    assert all(np.array_equal(frame, expected) for frame in frames), frames[0][0]
+
+
 def test_a_jpeg_is_read_upright_by_its_exif_orientation(tmp_path):
     """A phone's portrait photo, stored landscape with orientation 6 (turn 90° clockwise), was read on its side."""
     from PIL import Image

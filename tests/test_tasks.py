@@ -70,6 +70,22 @@ def test_image_to_video_keeps_the_first_latent_frame_and_ends_on_the_last_image(
     torch.testing.assert_close(result.latents[0, :, -1:], held[0, :, 1:2].cpu())
 
 
+def test_a_transparent_first_and_last_image_are_on_black(pipe, tmp_path):
+    """The RGB under a cut-out's fully transparent pixels (here a bright green no viewer shows) came
+    into the conditioning frames, and so into frame 0 and the last frame, which come back exactly."""
+    from PIL import Image
+
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[:, :16] = (0, 255, 0, 0)
+    rgba[:, 16:] = (255, 0, 0, 255)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "cut_out.png")
+    image = str(tmp_path / "cut_out.png")
+    frames = pipe.run(GenerateRequest("a red ball", image=image, last_image=image, frames=9)).frames
+    on_black = np.zeros((32, 32, 3), np.uint8)
+    on_black[:, 16:] = (255, 0, 0)
+    assert np.array_equal(frames[0], on_black) and np.array_equal(frames[-1], on_black)
+
+
 def test_image_of_another_aspect_is_refused_unless_the_size_follows_it(pipe, clips):
     with pytest.raises(UserError, match="aspect"):
         pipe.validate(GenerateRequest("x", image=str(clips / "wide.png"), width=32, height=32))

@@ -124,6 +124,8 @@ class FolderSource:
     """
 
     def __init__(self, folder: str | Path):
+        from cinegen.media import check_video  # PyAV only for real videos: world training runs without it
+
         folder = Path(folder)
         manifest = folder / "manifest.jsonl"
         if not folder.is_dir():
@@ -149,6 +151,11 @@ class FolderSource:
             if not video.is_file():
                 missing = "is not a file" if video.exists() else "does not exist"
                 raise UserError(f"{manifest}:{n}: video {str(video)!r} {missing}")
+            # Headers only: a corrupt clip failed when a batch drew it, far into the run.
+            try:
+                check_video(video)
+            except UserError as error:
+                raise UserError(f"{manifest}:{n}: {error}") from None
             self.paths.append(video)
             self.captions.append(caption)
         if not self.paths:

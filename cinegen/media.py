@@ -312,6 +312,33 @@ def read_video(
     return np.stack(frames), fps
 
 
+def check_video(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> None:
+    """A one-line `UserError`, as from `read_video`, for a file it could not open, found from the
+    container's and the first video stream's headers alone: cheap enough for every clip of a
+    training set before a run starts, where decoding them all would take as long as an epoch.
+    A file whose headers are sound but whose frames are damaged still fails when read."""
+    path = _check_input_file(path, limits)
+    try:
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            with Image.open(path) as image:  # reads the header; the pixels load on first use
+                _check_pixels(path, image.width, image.height, limits)
+            return
+        import av
+
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise UserError(f"{str(path)!r} has no video stream")
+            codec = container.streams.video[0].codec_context
+            _check_pixels(path, codec.width, codec.height, limits)
+    except UserError:
+        raise
+    except Exception as e:  # PyAV and Pillow raise many types for corrupt files
+        kind = "image" if path.suffix.lower() in IMAGE_SUFFIXES else "video"
+        detail = getattr(e, "strerror", None)  # PyAV's reason, e.g. "Invalid data found when processing input"
+        raise UserError(f"{str(path)!r} is not a readable {kind} ({type(e).__name__}"
+                        f"{': ' + detail if detail else ''})") from None
+
+
 def read_metadata(path: str | os.PathLike) -> dict:
     """The JSON record cinegen stored in an output's container comment, or a png's text (empty if none)."""
     path = Path(path)

@@ -401,14 +401,15 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
         # Checked before any work: the denoiser stage would first build its latent cache in that folder.
         raise UserError(f"{str(ckpt_path)!r} holds the {state['config']['stage']} of model {state['config']['model']!r}, "
                         f"and this run trains the {cfg.stage} of {cfg.model!r}; give it another out_dir (--out-dir)")
-    out_dir.mkdir(parents=True, exist_ok=True)
     model_cfg = run_model_config(cfg)
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     tf = model_cfg.autoencoder.time_factor
 
     # -- data and model -----------------------------------------------------------------
+    # Before the run folder is made: a bad manifest or video is refused with nothing written.
     source = make_source(cfg.data, cfg.seed)
     buckets = make_buckets(cfg.data, tf)
+    out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.stage == "autoencoder":
         model: nn.Module = CausalVAE(model_cfg.autoencoder)
         captions = null_text = None

@@ -322,6 +322,37 @@ def test_a_bad_manifest_is_refused_when_read(tmp_path, manifest, message):
         FolderSource(tmp_path / "nowhere")
 
 
+@pytest.mark.parametrize(("bad", "message"), [
+    ("empty.mp4", r"input file '.*empty.mp4' is empty"),
+    ("junk.mp4", r"'.*junk.mp4' is not a readable video \(InvalidDataError: Invalid data found"),
+    ("cut.mp4", r"'.*cut.mp4' has no video stream"),  # a real mp4's first 200 bytes
+    ("huge.png", r"'.*huge.png' is 2000x2000; at most 3686400 pixels allowed"),
+])
+def test_an_unreadable_video_is_refused_before_any_work(tmp_path, bad, message):
+    """A corrupt or oversized video failed only when a batch first drew it, maybe hours into the
+    run; now its container's headers are read (not its frames) before anything is written."""
+    from PIL import Image
+
+    from cinegen.media import write_video
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_video(folder / "good.mp4", np.zeros((12, 40, 56, 3), dtype=np.uint8), 12.0)
+    contents = {"empty.mp4": b"", "junk.mp4": b"not a video " * 10,
+                "cut.mp4": (folder / "good.mp4").read_bytes()[:200]}
+    if bad in contents:
+        (folder / bad).write_bytes(contents[bad])
+    else:
+        Image.fromarray(np.zeros((2000, 2000, 3), dtype=np.uint8)).save(folder / bad)
+    (folder / "manifest.jsonl").write_text(
+        "".join(json.dumps({"video": v, "caption": "a clip"}) + "\n" for v in ("good.mp4", bad)))
+    cfg = config(tmp_path / "run", steps=2, data=dataclasses.replace(TINY_DATA, source=str(folder)))
+    with pytest.raises(UserError, match="manifest.jsonl:2: " + message) as error:
+        train(cfg)
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "run").exists()
+
+
 def test_object_masks_cover_the_objects_and_weight_the_loss():
     from cinegen.data import video_batch
     from cinegen.train import autoencoder_loss

@@ -491,6 +491,9 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
         prefetch_factor=4 if cfg.workers else None))
     started = loop_started = time.time()
     first_step, time_left = step, 1.0
+    # Gathering a sharded EMA whole is a collective over all its weights: a step that samples,
+    # checkpoints and exports reuses one gather (every rank counts alike, so all call it together).
+    ema_whole, gathered_at = None, None
     while step < end:
         lr = learning_rate(cfg, step, min(time_left, (end - step) / max(1, end - first_step)))
         for group in optimizer.param_groups:
@@ -526,12 +529,13 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
                 | {k: round(v, 3) for k, v in stats.items()})
             started = time.time()
         if cfg.stage == "denoiser" and cfg.sample_every and step % cfg.sample_every == 0:
-            ema_whole = whole(ema)
+            ema_whole, gathered_at = whole(ema), step
             if rt.main:
                 log(out_dir, {"step": step, "samples": sample_and_evaluate(model_cfg, vae, ema_whole, heldout_text,
                                                                            out_dir / "samples" / f"{step:06d}")})
         if step % cfg.checkpoint_every == 0 or step == end:
-            ema_whole = whole(ema)
+            if gathered_at != step:
+                ema_whole, gathered_at = whole(ema), step
             model_state = model_state_dict(model, sharded)
             optimizer_state = optimizer_state_dict(optimizer, model, sharded)
             # Cheap; every checkpoint usable. A frozen encoder keeps the statistics its denoiser knows.
@@ -544,7 +548,8 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
     if cfg.stage == "denoiser":
         from cinegen.backends.native import NativeBackend
 
-        ema_whole = whole(ema)
+        if gathered_at != step:  # the final checkpoint gathered it, but for a finished run started again
+            ema_whole = whole(ema)
         if rt.main:
             NativeBackend.save(out_dir / "model", model_cfg, vae, ema_whole)
             log(out_dir, {"event": "exported", "model_dir": str(out_dir / "model"), "step": step})

@@ -206,6 +206,37 @@ def test_denoiser_trains_samples_exports_and_generates(vae_run, tmp_path):
     assert video.shape == (5, 32, 32, 3)
 
 
+def test_the_sharded_ema_is_gathered_once_per_step_that_needs_it(vae_run, tmp_path, monkeypatch):
+    """Gathering a sharded EMA whole is a collective over every weight: the end of a denoiser
+    run gathered it for its final checkpoint, then again for the export (and a step that
+    sampled, again for its checkpoint). Counted here in one process, where `whole_model` is
+    called as under FSDP; a finished run started again still gathers it for its export."""
+    import cinegen.train
+
+    calls, whole_model = [], cinegen.train.whole_model
+
+    def counting(module, **kw):
+        calls.append(kw)
+        return whole_model(module, **kw)
+
+    monkeypatch.setattr(cinegen.train, "whole_model", counting)
+    out = tmp_path / "dit"
+    cfg = config(out, stage="denoiser", steps=3, autoencoder_from=str(vae_run), sample_every=3)
+    train(cfg)
+    assert len(calls) == 2  # step 2's checkpoint; step 3's samples, checkpoint and export
+    from safetensors.torch import load_file
+
+    exported = {k.removeprefix("denoiser."): v for k, v in load_file(out / "model" / "model.safetensors").items()
+                if k.startswith("denoiser.")}
+    ema = torch.load(out / CHECKPOINT, weights_only=False)["ema"]
+    for name, value in ema.items():  # the step-3 EMA, reused: large tensors are fp16 in the file
+        torch.testing.assert_close(exported[name].float(), value.float(), rtol=1e-3, atol=1e-3, msg=name)
+    calls.clear()
+    (out / "model" / "model.safetensors").unlink()
+    train(cfg)
+    assert len(calls) == 1 and (out / "model" / "model.safetensors").is_file()
+
+
 def resumes_exactly(script: str, tmp_path: Path) -> Path:
     """Runs `script` (4 steps, 2 processes) straight and split 2 + 2 by a restart; both must end on
     the same weights. Returns the straight run."""

@@ -10,6 +10,7 @@ denoiser step, so each clip is rendered and encoded once (`LatentCache`) and reu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -239,9 +240,24 @@ def latent_cells(pixels: torch.Tensor, time_factor: int, spatial_factor: int) ->
     return cells.any(6).any(4).any(2)[:, None]
 
 
+def encoder_fingerprint(vae) -> str:
+    """A hash of what a VAE's latents depend on: its encoder's weights and strides, and the
+    statistics `encode` normalises by. The decoder (and a gate or refiner after it) is left out:
+    a decoder fine-tuned on a frozen encoder gives the same latents, so their cache stays good."""
+    digest = hashlib.sha256(repr((vae.config.patch, vae.config.spatial_downsample,
+                                  vae.config.time_downsample)).encode())
+    for name, value in vae.state_dict().items():
+        if name.startswith("encoder.") or name in ("latent_mean", "latent_std"):
+            value = value.detach().cpu().contiguous()
+            digest.update(f"{name} {value.dtype} {tuple(value.shape)}".encode())
+            digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 class LatentCache:
     """Clips rendered and encoded once: per bucket, latents, caption ids and (world clips)
-    a bool map of the latent cells that hold an object.
+    a bool map of the latent cells that hold an object; and the `encoder_fingerprint` of the
+    VAE that encoded them (None in caches saved before it was kept).
 
     `tokens_per_batch` sets each bucket's batch size (short clips and images get bigger
     batches), so every step costs about the same.
@@ -249,14 +265,19 @@ class LatentCache:
 
     def __init__(self, groups: dict[Bucket, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
                  tokens_per_batch: int, patch: int,
-                 max_batch: int = 64):
+                 max_batch: int = 64, fingerprint: str | None = None):
         self.groups = groups
+        self.fingerprint = fingerprint
         self.buckets = sorted(groups, key=lambda b: (b.width, b.height, b.latent_frames, b.fps))
         self.batch_sizes = {}
         for b in self.buckets:
             latent = groups[b][0]
             tokens = latent.shape[2] * (latent.shape[3] // patch) * (latent.shape[4] // patch)
             self.batch_sizes[b] = max(1, min(max_batch, tokens_per_batch // tokens))
+
+    @property
+    def clips(self) -> int:
+        return sum(len(ids) for _, ids, _ in self.groups.values())
 
     @classmethod
     @torch.no_grad()
@@ -294,10 +315,10 @@ class LatentCache:
         for bucket, rows in parts.items():
             latents, ids, cells = zip(*rows)
             groups[bucket] = (torch.cat(latents), torch.cat(ids), torch.cat(cells) if cells[0] is not None else None)
-        return cls(groups, tokens_per_batch, patch, max_batch)
+        return cls(groups, tokens_per_batch, patch, max_batch, encoder_fingerprint(vae))
 
     def save(self, path: str | Path) -> None:
-        payload = [(b.__dict__, *group) for b, group in self.groups.items()]
+        payload = {"vae": self.fingerprint, "groups": [(b.__dict__, *group) for b, group in self.groups.items()]}
         tmp = Path(str(path) + ".tmp")
         torch.save(payload, tmp)
         tmp.replace(path)
@@ -305,9 +326,11 @@ class LatentCache:
     @classmethod
     def load(cls, path: str | Path, tokens_per_batch: int, patch: int, max_batch: int = 64) -> LatentCache:
         payload = torch.load(path, weights_only=True)
+        # Caches written before the VAE's fingerprint was kept are the bare list of groups.
+        fingerprint, groups = (payload["vae"], payload["groups"]) if isinstance(payload, dict) else (None, payload)
         # Caches written before object masks existed hold (bucket, latents, ids) only.
-        return cls({Bucket(**b): (lat, ids, *(rest or [None])) for b, lat, ids, *rest in payload},
-                   tokens_per_batch, patch, max_batch)
+        return cls({Bucket(**b): (lat, ids, *(rest or [None])) for b, lat, ids, *rest in groups},
+                   tokens_per_batch, patch, max_batch, fingerprint)
 
     def batch(self, rng: np.random.Generator) -> LatentBatch:
         # Buckets are drawn in proportion to how many clips they hold.

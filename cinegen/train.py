@@ -47,6 +47,7 @@ from cinegen.data import (
     LatentCache,
     StepBatches,
     batch_rng,
+    encoder_fingerprint,
     make_buckets,
     make_source,
     read_captions,
@@ -419,9 +420,26 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
         cache_path = out_dir / "latents.pt"
         # Short clips and images get up to 4x the clips of a full-length batch.
         tokens_per_batch, max_batch = cfg.batch_size * 180, cfg.batch_size * 4
+        cache = None
         if cache_path.is_file():
             cache = LatentCache.load(cache_path, tokens_per_batch, model_cfg.denoiser.patch_size, max_batch)
-        else:
+            fingerprint = encoder_fingerprint(vae)
+            # A cache saved before caches kept their VAE's fingerprint (None) cannot be checked; it is
+            # used as before, since runs part way through train on such caches and README's recipe
+            # copies one into a new run folder.
+            if cache.fingerprint not in (None, fingerprint):
+                if state is not None:  # the denoiser has learned these latents: another VAE's would not fit it
+                    raise UserError(
+                        f"{str(cache_path)!r} holds latents of another VAE than autoencoder_from "
+                        f"{cfg.autoencoder_from!r} (encoder {cache.fingerprint}, now {fingerprint}), and "
+                        f"{str(ckpt_path)!r} has trained on them; give the VAE this run started with "
+                        f"({state['config']['autoencoder_from']!r}), or delete latents.pt to go on with this one's")
+                # Nothing has trained on it yet: encode the clips again with this VAE.
+                if rt.main:
+                    log(out_dir, {"event": "cache_rebuilt", "reason": "another VAE", "was": cache.fingerprint,
+                                  "now": fingerprint})
+                cache = None
+        if cache is None:
             # Every rank builds the same cache from the same seed; only rank 0 keeps a copy.
             clips = cfg.cache_clips or len(source) * 2
             cache = LatentCache.build(source, vae.to(rt.device), buckets, clips, cfg.seed, tokens_per_batch,

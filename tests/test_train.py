@@ -206,6 +206,53 @@ def test_denoiser_trains_samples_exports_and_generates(vae_run, tmp_path):
     assert video.shape == (5, 32, 32, 3)
 
 
+def test_a_latent_cache_of_another_vae_is_encoded_again_or_refused(vae_run, tiny_model_dir, tmp_path):
+    """latents.pt was reused whatever VAE autoencoder_from now named. It keeps the fingerprint of
+    the encoder that made it: another VAE's cache is encoded again while nothing has trained on
+    it, and refused once a checkpoint has; a cache saved before fingerprints is used as before."""
+    import shutil
+
+    from cinegen.data import encoder_fingerprint
+    from cinegen.train import load_autoencoder
+
+    test_vae = MODEL_PRESETS["test"].autoencoder
+    trained, other = (load_autoencoder(str(s), test_vae) for s in (vae_run, tiny_model_dir))
+    first = tmp_path / "first"
+    train(config(first, stage="denoiser", steps=1, autoencoder_from=str(vae_run)))
+    assert LatentCache.load(first / "latents.pt", 180, 1).fingerprint == encoder_fingerprint(trained)
+
+    run = tmp_path / "run"  # a new run on a copied cache (README's recipe), with another VAE
+    run.mkdir()
+    shutil.copy(first / "latents.pt", run / "latents.pt")
+    train(config(run, stage="denoiser", steps=1, autoencoder_from=str(tiny_model_dir)))
+    assert '"event": "cache_rebuilt"' in (run / "log.jsonl").read_text()
+    rebuilt, copied = (LatentCache.load(r / "latents.pt", 180, 1) for r in (run, first))
+    assert rebuilt.fingerprint == encoder_fingerprint(other) != copied.fingerprint
+    assert rebuilt.clips == copied.clips and not torch.equal(*(c.groups[c.buckets[0]][0] for c in (rebuilt, copied)))
+
+    before = (run / "latents.pt").read_bytes(), weights(run)
+    with pytest.raises(UserError, match=r"latents.pt' holds latents of another VAE than autoencoder_from '.*vae.*' "
+                                        r"\(encoder \w+, now \w+\), and '.*checkpoint.pt' has trained on them; give the "
+                                        r"VAE this run started with \('.*model.*'\), or delete latents.pt"):
+        train(config(run, stage="denoiser", steps=2, autoencoder_from=str(vae_run)))
+    assert (run / "latents.pt").read_bytes() == before[0]
+    assert_same_weights(weights(run), before[1])
+
+    old = tmp_path / "old"  # a cache saved before fingerprints: the bare list of groups
+    old.mkdir()
+    torch.save([(b.__dict__, *group) for b, group in copied.groups.items()], old / "latents.pt")
+    saved = (old / "latents.pt").read_bytes()
+    train(config(old, stage="denoiser", steps=1, autoencoder_from=str(tiny_model_dir)))
+    assert (old / "latents.pt").read_bytes() == saved and "cache_rebuilt" not in (old / "log.jsonl").read_text()
+
+    # What the fingerprint holds: the encoder and the latent statistics, not the decoder.
+    with torch.no_grad():
+        next(trained.decoder.parameters()).add_(1.0)
+        assert encoder_fingerprint(trained) == copied.fingerprint
+        trained.latent_std.mul_(2.0)
+        assert encoder_fingerprint(trained) != copied.fingerprint
+
+
 def test_the_sharded_ema_is_gathered_once_per_step_that_needs_it(vae_run, tmp_path, monkeypatch):
     """Gathering a sharded EMA whole is a collective over every weight: the end of a denoiser
     run gathered it for its final checkpoint, then again for the export (and a step that

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -282,11 +283,14 @@ class LatentCache:
     @classmethod
     @torch.no_grad()
     def build(cls, source, vae, buckets: list[Bucket], clips: int, seed: int, tokens_per_batch: int, patch: int,
-              encode_batch: int = 16, workers: int = 0, max_batch: int = 64) -> LatentCache:
+              encode_batch: int = 16, workers: int = 0, max_batch: int = 64,
+              stop: Callable[[], bool] | None = None) -> LatentCache:
         """Render and encode `clips` clips; world clips also keep which latent cells hold an object.
 
         `workers` processes render while this one encodes on the VAE's device; the result does
-        not depend on how many there are."""
+        not depend on how many there are. `stop`, asked after each encoded chunk but the last,
+        ends the build early with the clips encoded so far when it returns True (a time budget
+        spent)."""
         rng = np.random.default_rng([seed, 11])
         assignments: dict[Bucket, list[int]] = {}
         for _ in range(clips):
@@ -302,19 +306,31 @@ class LatentCache:
                 args = [(i, bucket.width, bucket.height, bucket.frames(tf), bucket.fps, int(rng.integers(2**31)))
                         for i in ids[start : start + encode_batch]]
                 chunks.append((bucket, args))
+        # Encoded with the buckets interleaved, each at the pace of its share of the chunks, so a
+        # build that `stop` ends early keeps the planned mix of sizes and lengths rather than the
+        # first buckets alone. Each bucket's chunks keep their order: a whole build is unchanged.
+        within: dict[Bucket, int] = {}
+        pace = []
+        for bucket, _ in chunks:
+            within[bucket] = within.get(bucket, 0) + 1
+            pace.append(within[bucket] - 0.5)
+        chunks = [chunks[k] for k in sorted(range(len(chunks)), key=lambda k: pace[k] / within[chunks[k][0]])]
         rendered = torch.utils.data.DataLoader(_RenderedChunks(source, chunks), batch_size=None,
                                                num_workers=workers, prefetch_factor=4 if workers else None)
         parts: dict[Bucket, list] = {bucket: [] for bucket in assignments}
         bar = tqdm(total=clips, desc="rendering and encoding clips", unit="clip")
-        for (bucket, args), (video, masks) in zip(chunks, rendered, strict=True):
+        for k, ((bucket, args), (video, masks)) in enumerate(zip(chunks, rendered, strict=True), 1):
             cells = latent_cells(masks, tf, sf) if masks is not None else None
             parts[bucket].append((vae.encode(video.to(device)).half().cpu(), torch.tensor([a[0] for a in args]), cells))
             bar.update(len(args))
+            if stop is not None and k < len(chunks) and stop():
+                break
         bar.close()
         groups = {}
         for bucket, rows in parts.items():
-            latents, ids, cells = zip(*rows)
-            groups[bucket] = (torch.cat(latents), torch.cat(ids), torch.cat(cells) if cells[0] is not None else None)
+            if rows:  # a build ended early may have reached no chunk of some buckets
+                latents, ids, cells = zip(*rows)
+                groups[bucket] = (torch.cat(latents), torch.cat(ids), torch.cat(cells) if cells[0] is not None else None)
         return cls(groups, tokens_per_batch, patch, max_batch, encoder_fingerprint(vae))
 
     def save(self, path: str | Path) -> None:

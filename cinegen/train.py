@@ -442,9 +442,28 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
         if cache is None:
             # Every rank builds the same cache from the same seed; only rank 0 keeps a copy.
             clips = cfg.cache_clips or len(source) * 2
+            # The build counts against `minutes` as the steps do: a run told to take M minutes must
+            # not spend longer encoding clips. Ended by the deadline, the run trains on the clips
+            # encoded so far (its few steps, checkpoint and export as at any deadline) and keeps
+            # them as its cache, so resuming sees the data it saw; fewer clips than a batch is
+            # nothing to train on, and is refused. Rank 0's clock decides for every rank, so all
+            # ranks stop at the same chunk and hold the same cache.
+            build_started = time.time()
+
+            def budget_spent() -> bool:
+                return share_of_time_left(deadline, build_started, rt) == 0
+
             cache = LatentCache.build(source, vae.to(rt.device), buckets, clips, cfg.seed, tokens_per_batch,
-                                      model_cfg.denoiser.patch_size, workers=cfg.workers, max_batch=max_batch)
+                                      model_cfg.denoiser.patch_size, workers=cfg.workers, max_batch=max_batch,
+                                      stop=budget_spent if deadline else None)
             vae.cpu()
+            if cache.clips < clips:
+                if cache.clips < cfg.batch_size:
+                    raise UserError(f"--minutes {minutes:g} ran out while the latent cache was built, with "
+                                    f"{cache.clips} of its {clips} clips encoded, fewer than a batch of "
+                                    f"{cfg.batch_size}; give more minutes or fewer cache_clips")
+                if rt.main:
+                    log(out_dir, {"event": "cache_cut", "clips": cache.clips, "planned": clips})
             if rt.main:
                 cache.save(cache_path)
         encoder = TextEncoder(model_cfg.text_encoder.name, model_cfg.text_encoder.max_tokens, rt.device)

@@ -105,6 +105,26 @@ def test_minutes_limit_stops_every_torchrun_rank_together(tmp_path):
     assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)["step"] == 10
 
 
+def test_minutes_limit_covers_the_latent_cache_build(vae_run, tmp_path):
+    """The denoiser's latent cache was built in full whatever `minutes` said, for longer than the
+    whole budget if need be. Spent during the build, the run trains on the clips encoded so far,
+    keeps them as its cache and ends as at any deadline; with fewer clips than a batch it is
+    refused, and writes no cache."""
+    out = tmp_path / "cut"
+    train(config(out, stage="denoiser", steps=10_000, checkpoint_every=10_000, autoencoder_from=str(vae_run),
+                 cache_clips=40), minutes=1e-6)
+    cache = LatentCache.load(out / "latents.pt", 180, 1)
+    assert 2 <= cache.clips < 40  # one chunk of clips (at most 16) and no more
+    assert torch.load(out / CHECKPOINT, weights_only=False)["step"] == 10
+    assert '"event": "cache_cut"' in (out / "log.jsonl").read_text() and (out / "model" / "model.safetensors").is_file()
+    short = tmp_path / "short"
+    with pytest.raises(UserError, match=r"--minutes 1e-06 ran out while the latent cache was built, with \d+ of "
+                                        r"its 40 clips encoded, fewer than a batch of 17; give more minutes"):
+        train(config(short, stage="denoiser", batch_size=17, autoencoder_from=str(vae_run), cache_clips=40),
+              minutes=1e-6)
+    assert not (short / "latents.pt").exists() and not (short / CHECKPOINT).exists()
+
+
 def test_fresh_run_starts_from_a_model_directory(vae_run, tmp_path):
     from cinegen.backends.native import NativeBackend
 

@@ -219,8 +219,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         args.prompt = args.prompt or ""
     if args.prompt is None:
         raise UserError("give a PROMPT (or --from out.json)")
-    if Path(args.output).suffix.lower() in (".png", ".jpg", ".jpeg") and args.frames is None and args.seconds is None:
-        args.frames = 1  # an image output means text -> image
+    image_output = Path(args.output).suffix.lower() in (".png", ".jpg", ".jpeg")
+    if image_output and args.frames is None and args.seconds is None and not args.storyboard:
+        args.frames = 1  # an image output means text -> image (a storyboard's shots give its length: numbered frames)
     return run_request(args, request_from_args(args, **extra))
 
 

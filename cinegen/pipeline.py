@@ -145,6 +145,10 @@ class GenerateRequest:
         # Records written before the guidance interval (or the context guidance) existed guided
         # every step (and a long video's later windows not at all beyond the text).
         data = {"guidance_min_t": 0.0, "context_guidance": 1.0} | data
+        if isinstance(data.get("storyboard"), list):
+            # A storyboard's "frames" tells how long the video its shots made is (in records from before
+            # that, the default clip's length); the shots make that length again.
+            data = {name: value for name, value in data.items() if name != "frames"}
         fields = dataclasses.fields(cls)
         names = {f.name for f in fields}
         unknown = set(data) - names
@@ -207,6 +211,11 @@ def frame_count(seconds: float, fps: float, time_factor: int) -> int:
     """The 1 + time_factor·k frames (at least 1 + time_factor) closest to `seconds` at `fps`: the
     lengths the causal VAE encodes whole."""
     return 1 + time_factor * max(1, round((seconds * fps - 1) / time_factor))
+
+
+def shot_frames(shots: list[Shot], fps: float, time_factor: int) -> list[int]:
+    """Each storyboard shot's frame count: its video is these one after another."""
+    return [frame_count(shot.seconds, fps, time_factor) for shot in shots]
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -349,7 +358,11 @@ class Pipeline:
         if not 1.0 <= fps <= MAX_FPS:
             raise UserError(f"fps {fps:g} is outside 1..{MAX_FPS:g}")
         f = self.backend.time_factor
-        if req.frames is not None:
+        if req.storyboard is not None:
+            # A storyboard is its shots' frames one after another (each 1 + f·k, their sum not), so
+            # its length is theirs, not the default clip's: the sidecar records what was written.
+            frames = sum(shot_frames(parse_storyboard(req.storyboard), fps, f))
+        elif req.frames is not None:
             if req.frames < 1 or (req.frames - 1) % f:
                 raise UserError(f"frames {req.frames} must be 1 + {f}k (1, {1 + f}, {1 + 2 * f}, ...)")
             if req.frames > MAX_SECONDS * fps:
@@ -416,6 +429,9 @@ class Pipeline:
             raise UserError(f"strength {req.strength} is outside (0, 1]")
         if req.storyboard is not None and (req.task != "generate" or req.image or req.last_image):
             raise UserError("a storyboard works with plain generate only (no --image/--last-image)")
+        if req.storyboard is not None and (req.frames is not None or req.seconds is not None):
+            # They would be ignored, as the CLI says when it refuses --frames / --seconds.
+            raise UserError("a storyboard's shots give its length (each its seconds); leave out frames and seconds")
 
     def prepare(self, req: GenerateRequest) -> Prepared:
         """Check the request and read its inputs; every user error surfaces here, before slow work."""
@@ -1001,7 +1017,7 @@ def storyboard(job: _Job, seed: int) -> np.ndarray:
     """Shots one after another with cuts between them; the same seed for every shot, so an object
     described the same way in two shots is drawn from the same noise."""
     shots = job.prep.shots
-    lengths = [frame_count(s.seconds, job.g.fps, job.f) for s in shots]
+    lengths = shot_frames(shots, job.g.fps, job.f)
     job.passes(sum(long_video_passes(job, n) if n > job.frames_of(LONG_WINDOW_LATENTS) else 1 for n in lengths))
     return np.concatenate([long_video(job, s.prompt, n, seed) for s, n in zip(shots, lengths, strict=True)])
 

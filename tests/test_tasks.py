@@ -322,6 +322,37 @@ def test_storyboard_concatenates_shots(pipe):
     assert len(out) == 9 + 17
 
 
+def test_a_storyboards_sidecar_gives_the_frames_written_and_from_makes_them_again(tiny_model_dir, tmp_path):
+    """The sidecar's frames was the default clip's (17; 1 with -o x.png) whatever the shots made."""
+    shots = tmp_path / "shots.json"
+    shots.write_text(json.dumps([{"prompt": "a red ball", "seconds": 1}, {"prompt": "a blue square", "seconds": 2}]))
+    model = ["--model", str(tiny_model_dir), "-q"]
+    out = tmp_path / "story.mp4"
+    assert main(["generate", "--storyboard", str(shots), *model, "-o", str(out)]) == 0
+    frames = read_video(out)[0]
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert len(frames) == 9 + 17 == record["request"]["frames"]
+    again = tmp_path / "again.mp4"
+    assert main(["generate", "--from", str(out.with_suffix(".json")), *model, "-o", str(again)]) == 0
+    assert np.array_equal(read_video(again)[0], frames)
+    # A record from before gave the default clip's 17: the shots still make the same video.
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(record | {"request": record["request"] | {"frames": 17}}))
+    assert main(["generate", "--from", str(old), *model, "-o", str(again)]) == 0
+    assert np.array_equal(read_video(again)[0], frames)
+    stills = tmp_path / "stills.png"  # numbered frames, one per frame of the shots
+    assert main(["generate", "--storyboard", str(shots), *model, "-o", str(stills)]) == 0
+    recorded = json.loads(stills.with_suffix(".json").read_text())["request"]["frames"]
+    assert len(list(tmp_path.glob("stills_*.png"))) == 26 == recorded
+
+
+@pytest.mark.parametrize("length", [dict(frames=5), dict(seconds=3)])
+def test_a_storyboard_refuses_a_length_of_its_own(pipe, length):
+    """The shots give the length: frames or seconds beside them were ignored."""
+    with pytest.raises(UserError, match="leave out frames and seconds"):
+        pipe.validate(GenerateRequest("", storyboard=[{"prompt": "a red ball", "seconds": 1}], **length))
+
+
 def test_storyboard_seconds_must_be_a_number(pipe):
     """JSON's true is a Python int: a shot of `"seconds": true` ran as 1 s."""
     with pytest.raises(UserError, match="shot 0"):

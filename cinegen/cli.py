@@ -202,7 +202,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             raise UserError(f"record {args.from_record!r} does not exist")
         try:
             record = json.loads(record_path.read_text())["request"]
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, KeyError, TypeError):
+            # RecursionError: JSON nested too deep to parse.
             raise UserError(f"{args.from_record!r} is not a cinegen JSON sidecar") from None
         req = GenerateRequest.from_dict(record)
         return run_request(args, req)

@@ -21,6 +21,9 @@ from cinegen.media import read_image, read_video
 
 ASPECT_TOLERANCE = 0.05  # an image may differ this much in aspect from the video (rounding to 16 px)
 MAX_SHOTS = 50
+# Levels a mask pixel's channels may differ by and still count as gray: H.264 / JPEG leave a few on
+# a black-and-white mask, a colour differs by far more.
+MASK_GRAY_TOLERANCE = 48
 
 
 @dataclass
@@ -89,6 +92,17 @@ def read_mask(path: str, like: np.ndarray, cut: bool = False) -> np.ndarray:
         raise UserError(
             f"mask {path!r} has {count} frames; it must be one image or {len(like)} frames like the video"
         )
+    # A coloured mask has no meaning the user could count on: its brightness decided, so a yellow
+    # region was regenerated and a red one (mean 85) kept, or refused as "no white pixels".
+    colored = np.ptp(frames, axis=-1) > MASK_GRAY_TOLERANCE
+    if colored.any():
+        f, y, x = np.unravel_index(np.argmax(colored), colored.shape)
+        rgb = tuple(int(c) for c in frames[f, y, x])
+        where = f"x={x}, y={y}" + (f" of frame {f}" if len(frames) > 1 else "")
+        raise UserError(
+            f"mask {path!r} has colored pixels (RGB {rgb} at {where}); it must be black and white: "
+            "white is regenerated, black kept"
+        )
     white = frames.mean(axis=-1) >= 128
     if len(white) == 1:
         white = np.repeat(white, len(like), axis=0)
@@ -103,8 +117,9 @@ def read_storyboard(path: str | Path) -> list[Shot]:
     if not path.is_file():
         raise UserError(f"storyboard {str(path)!r} does not exist")
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        # utf-8-sig: an editor's byte-order mark (Windows Notepad) made a good file "not JSON".
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         raise UserError(f"storyboard {str(path)!r} is not JSON") from None
     return parse_storyboard(data, str(path))
 

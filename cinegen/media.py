@@ -291,6 +291,13 @@ def read_video(
             times = []
             for frame in container.decode(stream):
                 _check_pixels(path, frame.width, frame.height, limits)
+                if frames and (frame.height, frame.width) != frames[0].shape[:2]:
+                    # A stream may change size midway (joined clips): the frames then do not stack.
+                    raise UserError(
+                        f"{str(path)!r} changes frame size at frame {len(frames)}, from "
+                        f"{frames[0].shape[1]}x{frames[0].shape[0]} to {frame.width}x{frame.height}; "
+                        "give a video of one frame size"
+                    )
                 if any(component.is_alpha for component in frame.format.components):  # a transparent GIF
                     frames.append(_flatten(frame.to_ndarray(format="rgba")))
                 else:

@@ -88,7 +88,8 @@ def read_draft_state(path: str) -> tuple[dict, object]:
         latent_path = draft_path.parent / state["latent"]
         final = state["final"]
         request = dict(record["request"], width=final["width"], height=final["height"], steps=final["steps"])
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, KeyError, TypeError):
+        # RecursionError: JSON nested too deep to parse.
         raise UserError(f"{path!r} is not the JSON of a draft (cinegen generate --draft)") from None
     if not latent_path.is_file():
         raise UserError(

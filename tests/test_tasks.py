@@ -346,6 +346,15 @@ def test_a_storyboards_sidecar_gives_the_frames_written_and_from_makes_them_agai
     assert len(list(tmp_path.glob("stills_*.png"))) == 26 == recorded
 
 
+def test_a_storyboard_saved_with_a_byte_order_mark_is_read(tmp_path):
+    """Windows Notepad starts a UTF-8 file with a byte-order mark: such a storyboard was "not JSON"."""
+    from cinegen.inputs import Shot, read_storyboard
+
+    path = tmp_path / "shots.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"prompt": "a red ball", "seconds": 1}]).encode())
+    assert read_storyboard(path) == [Shot("a red ball", 1.0)]
+
+
 @pytest.mark.parametrize("length", [dict(frames=5), dict(seconds=3)])
 def test_a_storyboard_refuses_a_length_of_its_own(pipe, length):
     """The shots give the length: frames or seconds beside them were ignored."""
@@ -495,6 +504,13 @@ def _bad_inputs(clips, tmp_path):
     write_video(long_mask, np.full((18, 32, 32, 3), 255, np.uint8), 16)
     shots = tmp_path / "shots.json"
     shots.write_text(json.dumps([{"prompt": "a red ball", "seconds": 1}]))
+    # A yellow mask: its brightness decided, so yellow was regenerated (and red, mean 85, kept).
+    colored = np.zeros((32, 32, 3), np.uint8)
+    colored[:16, :, :2] = 255
+    colored_mask = tmp_path / "colored_mask.png"
+    write_video(colored_mask, colored, 8)
+    deep = tmp_path / "deep.json"  # nested too deep for Python's parser: a RecursionError traceback
+    deep.write_text("[" * 100_000 + "]" * 100_000)
     a = str(clips / "a.mp4")
     return {
         "aspect": ["generate", "x", "--image", str(clips / "wide.png"), "--width", "32", "--height", "32"],
@@ -511,13 +527,39 @@ def _bad_inputs(clips, tmp_path):
         "storyboard_seconds": ["generate", "--storyboard", str(shots), "--seconds", "5"],
         "storyboard_prompt": ["generate", "a blue ball", "--storyboard", str(shots)],
         "finalize": ["finalize", str(corrupt)],
+        "colored_mask": ["edit", a, "x", "--mask", str(colored_mask)],
+        "joined_sizes": ["extend", str(_joined_sizes(tmp_path / "joined.ts")), "x"],
+        "deep_storyboard": ["generate", "--storyboard", str(deep)],
+        "deep_from": ["generate", "--from", str(deep)],
+        "deep_draft": ["finalize", str(deep)],
     }
+
+
+def _joined_sizes(path):
+    """Two MPEG-TS clips joined byte for byte, 32x32 then 48x32: one stream that changes size (the
+    frames did not stack: a ValueError traceback)."""
+    import av
+
+    parts = []
+    for i, (w, h) in enumerate([(32, 32), (48, 32)]):
+        part = path.with_name(f"part{i}.ts")
+        with av.open(str(part), "w", format="mpegts") as container:
+            stream = container.add_stream("libx264", rate=8)
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            for k in range(5):
+                frame = av.VideoFrame.from_ndarray(np.full((h, w, 3), 40 * k, np.uint8), format="rgb24")
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode())
+        parts.append(part.read_bytes())
+    path.write_bytes(b"".join(parts))
+    return path
 
 
 @pytest.mark.parametrize(
     "case",
     ["aspect", "short", "extend_nothing", "mask", "long_mask", "corrupt", "four_hours", "strength", "source_prompt", "storyboard",
-     "storyboard_seconds", "storyboard_prompt", "finalize"],
+     "storyboard_seconds", "storyboard_prompt", "finalize", "colored_mask", "joined_sizes", "deep_storyboard",
+     "deep_from", "deep_draft"],
 )
 def test_bad_input_one_line_exit_2_nothing_written(tiny_model_dir, clips, tmp_path, capsys, case):
     inputs = tmp_path / "in"

@@ -232,6 +232,9 @@ class TrainConfig:
     # truth. Objects cover a few percent of a frame, so an unweighted loss lets a small model
     # trade them away for the background and learn them last; 0 turns it off.
     object_weight: float = 0.0
+    # Autoencoder stage: pixels the object_weight mask grows by. A decoder's errors at an edge ring
+    # out a few pixels (over- and undershoot), and beside a moving object that ringing flickers.
+    object_margin: int = 1
     # Autoencoder stage: weight of an L1 loss on frame-to-frame differences (the reconstruction's
     # change between frames against the clip's). Per-frame losses let a decoder redraw a static
     # background slightly differently in every frame: small errors, but visible flicker.

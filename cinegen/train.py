@@ -243,12 +243,12 @@ def log(out_dir: Path, record: dict) -> None:
 
 def autoencoder_loss(vae: nn.Module, video: torch.Tensor, kl_weight: float, generator: torch.Generator,
                      objects: torch.Tensor | None = None, object_weight: float = 0.0,
-                     temporal_weight: float = 0.0, edge_weight: float = 0.0, latent_noise: float = 0.0
-                     ) -> tuple[torch.Tensor, dict]:
+                     temporal_weight: float = 0.0, edge_weight: float = 0.0, latent_noise: float = 0.0,
+                     object_margin: int = 1) -> tuple[torch.Tensor, dict]:
     """L1 + MSE (+ a tiny KL). With `object_weight`, pixels that hold an object or change from
-    the previous frame (where a moving thing arrives and where it left), grown by one pixel,
-    count `1 + object_weight` times: a small VAE otherwise keeps a moving object frozen at its
-    first position, since those pixels are a sliver of the loss. With `temporal_weight`, an L1
+    the previous frame (where a moving thing arrives and where it left), grown by `object_margin`
+    pixels, count `1 + object_weight` times: a small VAE otherwise keeps a moving object frozen at
+    its first position, since those pixels are a sliver of the loss. With `temporal_weight`, an L1
     loss on the change between consecutive frames, so a still background decodes still. With
     `edge_weight`, the same between neighbouring pixels (along height and width): an L1 loss
     on the image gradient, which a blurred edge or corner misses, unlike the per-pixel losses
@@ -261,7 +261,8 @@ def autoencoder_loss(vae: nn.Module, video: torch.Tensor, kl_weight: float, gene
         salient[:, :, 1:] = (video[:, :, 1:] - video[:, :, :-1]).abs().amax(1, keepdim=True) > 0.1
         if objects is not None:
             salient = torch.maximum(salient, objects)
-        grown = F.max_pool3d(salient, kernel_size=(1, 3, 3), stride=1, padding=(0, 1, 1))
+        m = object_margin
+        grown = F.max_pool3d(salient, kernel_size=(1, 2 * m + 1, 2 * m + 1), stride=1, padding=(0, m, m))
         weight = weight + object_weight * grown
     weight = weight / weight.mean()
     l1 = (weight * error.abs()).mean()
@@ -326,7 +327,8 @@ def micro_batch_loss(net: nn.Module, batch, loss_seed: int, cfg: TrainConfig, rt
     with autocast(cfg.precision, rt.device):
         if cfg.stage == "autoencoder":
             return autoencoder_loss(net, batch.video.to(rt.device), cfg.kl_weight, generator, objects,
-                                    cfg.object_weight, cfg.temporal_weight, cfg.edge_weight, cfg.latent_noise)
+                                    cfg.object_weight, cfg.temporal_weight, cfg.edge_weight, cfg.latent_noise,
+                                    cfg.object_margin)
         text = captions[batch.caption_ids]
         drop = torch.rand(len(batch.caption_ids), generator=generator) < cfg.text_dropout
         text = TextEmbedding(torch.where(drop[:, None, None], null_text.tokens.half(), text.tokens),
@@ -622,7 +624,7 @@ def check_settings(cfg: TrainConfig, max_steps: int | None = None) -> None:
         if value < 1:
             raise UserError(f"{name} {value} must be at least 1")
     for name in ("warmup", "sample_every", "threads", "workers", "cache_clips", "weight_decay", "kl_weight",
-                 "object_weight", "temporal_weight", "edge_weight", "latent_noise"):
+                 "object_weight", "object_margin", "temporal_weight", "edge_weight", "latent_noise"):
         if getattr(cfg, name) < 0:
             raise UserError(f"{name} {getattr(cfg, name)} must be 0 or more")
     if not cfg.lr >= 0:

@@ -474,6 +474,30 @@ def test_object_masks_cover_the_objects_and_weight_the_loss():
     assert weighted > 2 * plain
 
 
+def test_object_margin_weighs_errors_that_many_pixels_around_an_object():
+    from cinegen.models.autoencoder import LatentDistribution
+    from cinegen.train import autoencoder_loss
+
+    video = torch.zeros(1, 3, 2, 16, 16)
+    objects = torch.zeros(1, 1, 2, 16, 16)
+    objects[..., 6:10, 6:10] = 1.0  # a still square; the reconstruction rings 3 px outside it
+    ring = torch.zeros_like(objects)
+    ring[..., 3:13, 3:13] = 1.0
+    ring[..., 4:12, 4:12] = 0.0
+
+    class Ringing(torch.nn.Module):
+        def forward(self, video, generator, latent_noise=0.0):
+            zero = torch.zeros(1)
+            return video + 0.1 * ring, LatentDistribution(zero, zero)
+
+    g = torch.Generator()
+    # Inside the weighted mask from a margin of 3 px on; (weights are normalised to mean 1, so
+    # a smaller mask that leaves the ring out weighs it a little less than 1).
+    loss = {m: autoencoder_loss(Ringing(), video, 0.0, g, objects, object_weight=8.0, object_margin=m)[0]
+            for m in (1, 2, 3)}
+    assert loss[1] > loss[2] and loss[3] > 2 * loss[1]
+
+
 def test_latent_cells_follow_the_causal_frame_groups():
     from cinegen.data import latent_cells
 

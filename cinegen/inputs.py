@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from cinegen.errors import UserError
-from cinegen.media import read_image, read_video
+from cinegen.media import read_first_frame, read_video
 
 ASPECT_TOLERANCE = 0.05  # an image may differ this much in aspect from the video (rounding to 16 px)
 MAX_SHOTS = 50
@@ -51,6 +51,15 @@ class Inputs:
             if media is not None:
                 return media.shape[-2], media.shape[-3]
         return None
+
+
+def read_still(path: str, role: str, notes: list[str]) -> np.ndarray:
+    """An image used as one frame; an animated GIF or PNG gives its first, with a note: the rest of
+    the animation is dropped, which the user would not otherwise learn."""
+    image, frames_in_file = read_first_frame(path)
+    if frames_in_file > 1:
+        notes.append(f"{role} {path!r} is animated ({frames_in_file} frames); its first frame is used")
+    return image
 
 
 def read_source_video(path: str, role: str, min_frames: int, max_frames: int) -> tuple[np.ndarray, float]:
@@ -196,9 +205,9 @@ def load(req, min_frames: int, max_frames: int) -> Inputs:
     """Read every file the request names (checked by decoding, bounded in size)."""
     inputs = Inputs()
     if req.image:
-        inputs.image = read_image(req.image)
+        inputs.image = read_still(req.image, "image", inputs.notes)
     if req.last_image:
-        inputs.last_image = read_image(req.last_image)
+        inputs.last_image = read_still(req.last_image, "last image", inputs.notes)
     if req.video:
         inputs.video, inputs.video_fps = read_source_video(req.video, "video", min_frames, max_frames)
     if req.mask:

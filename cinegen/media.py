@@ -27,6 +27,9 @@ from cinegen.errors import UserError
 VIDEO_SUFFIXES = (".mp4", ".webm", ".gif")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 OUTPUT_SUFFIXES = VIDEO_SUFFIXES + IMAGE_SUFFIXES
+# Inputs read by Pillow as one still image. TIFF is read, not written: FFmpeg's TIFF decoder took a
+# floating-point or 32-bit TIFF mask for a 0x0 picture.
+STILL_SUFFIXES = IMAGE_SUFFIXES + (".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -244,25 +247,52 @@ def _flatten(rgba: np.ndarray) -> np.ndarray:
     return ((rgba[..., :3] * alpha + background * (255 - alpha) + 127) // 255).astype(np.uint8)
 
 
+def _gray_to_8_bits(path: Path, image: Image.Image) -> np.ndarray:
+    """uint8 `[H, W]` of a 16-bit, 32-bit integer or floating-point grayscale image (Pillow modes
+    I;16*, I, F). convert("RGB") clips these at 255: a 16-bit white (65535) stayed white only by
+    luck, its grays came out white, and a float image's 0..1 came out black (1.0 as level 1)."""
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        # A float image's brightness is 0..1 (as float TIFFs from scientific and HDR tools keep it).
+        # One holding other values (0..255, or HDR above 1) has no scale we could be sure of.
+        low, high = (float(values.min()), float(values.max())) if np.isfinite(values).all() else (np.nan, np.nan)
+        if not 0 <= low <= high <= 1:
+            found = "values that are not numbers" if np.isnan(low) else f"values from {low:g} to {high:g}"
+            raise UserError(f"{str(path)!r} is a floating-point image with {found}; allowed: brightness "
+                            "0..1 (save it as an 8- or 16-bit image otherwise)")
+        scale = 255.0
+    else:
+        # 16-bit (PNG, TIFF), or a 32-bit integer TIFF holding 16-bit values as Pillow opens either.
+        if values.min() < 0 or values.max() > 65535:
+            raise UserError(f"{str(path)!r} is an integer image with values from {values.min():g} to "
+                            f"{values.max():g}; allowed: 0..65535 (16 bits)")
+        scale = 255 / 65535
+    return (values * scale).round().clip(0, 255).astype(np.uint8)
+
+
 def read_image(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
     """Decode an image file to uint8 `[H, W, 3]` (checked by decoding, not by its name); transparent
-    pixels show TRANSPARENT_BACKGROUND."""
+    pixels show TRANSPARENT_BACKGROUND. An animated GIF or PNG gives its first frame."""
+    return read_first_frame(path, limits)[0]
+
+
+def read_first_frame(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> tuple[np.ndarray, int]:
+    """`read_image`'s picture, and how many frames the file holds: more than 1 for an animated GIF
+    or PNG, whose first frame the picture is, so a caller can say that the rest went unused."""
     path = _check_input_file(path, limits)
     try:
         with Image.open(path) as image:
             _check_pixels(path, image.width, image.height, limits)
+            frames_in_file = getattr(image, "n_frames", 1)  # counted from frame headers; seeks back to frame 0
             # A camera's JPEG is stored as the sensor saw it, with an EXIF tag saying how to turn it:
             # a portrait photo came in on its side.
             image = ImageOps.exif_transpose(image)
-            if image.mode.startswith("I;16") or image.mode == "I":
-                # 16-bit grayscale (PNG, TIFF): convert("RGB") clips its 0..65535 at 255, so a
-                # 16-bit frame came out white. Scale it to 8 bits instead.
-                gray = (np.asarray(image, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8)
-                return np.repeat(gray[..., None], 3, axis=-1)
+            if image.mode.startswith("I;16") or image.mode == "I" or image.mode == "F":
+                return np.repeat(_gray_to_8_bits(path, image)[..., None], 3, axis=-1), frames_in_file
             # An alpha channel, or a palette or colour key with a transparent entry (PNG tRNS, GIF).
             if image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in image.info:
-                return _flatten(np.asarray(image.convert("RGBA")))
-            return np.asarray(image.convert("RGB"))
+                return _flatten(np.asarray(image.convert("RGBA"))), frames_in_file
+            return np.asarray(image.convert("RGB")), frames_in_file
     except UserError:
         raise
     except Exception as e:  # Pillow raises many types for corrupt files
@@ -274,8 +304,12 @@ def read_video(
 ) -> tuple[np.ndarray, float]:
     """Decode a video (or a still image, as one frame) to uint8 `[T, H, W, 3]` and its fps."""
     path = _check_input_file(path, limits)
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return read_image(path, limits)[None], 1.0
+    if path.suffix.lower() in STILL_SUFFIXES:
+        image, frames_in_file = read_first_frame(path, limits)
+        if frames_in_file > 1:  # as one frame, an animated PNG mask would hold its first frame all clip long
+            raise UserError(f"{str(path)!r} is an animated image ({frames_in_file} frames); as a video or mask "
+                            f"give it as {', '.join(VIDEO_SUFFIXES)}, or give one still image")
+        return image[None], 1.0
     cap = limits.max_frames if max_frames is None else min(max_frames, limits.max_frames)
     frames: list[np.ndarray] = []
     import av
@@ -326,7 +360,7 @@ def check_video(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> Non
     A file whose headers are sound but whose frames are damaged still fails when read."""
     path = _check_input_file(path, limits)
     try:
-        if path.suffix.lower() in IMAGE_SUFFIXES:
+        if path.suffix.lower() in STILL_SUFFIXES:
             with Image.open(path) as image:  # reads the header; the pixels load on first use
                 _check_pixels(path, image.width, image.height, limits)
             return
@@ -340,7 +374,7 @@ def check_video(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> Non
     except UserError:
         raise
     except Exception as e:  # PyAV and Pillow raise many types for corrupt files
-        kind = "image" if path.suffix.lower() in IMAGE_SUFFIXES else "video"
+        kind = "image" if path.suffix.lower() in STILL_SUFFIXES else "video"
         detail = getattr(e, "strerror", None)  # PyAV's reason, e.g. "Invalid data found when processing input"
         raise UserError(f"{str(path)!r} is not a readable {kind} ({type(e).__name__}"
                         f"{': ' + detail if detail else ''})") from None
@@ -364,5 +398,5 @@ def read_metadata(path: str | os.PathLike) -> dict:
 def probe_media(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> MediaInfo:
     """Size, frame count and fps of an image or video, found by decoding it."""
     frames, fps = read_video(path, limits=limits)
-    kind = "image" if Path(path).suffix.lower() in IMAGE_SUFFIXES else "video"
+    kind = "image" if Path(path).suffix.lower() in STILL_SUFFIXES else "video"
     return MediaInfo(kind=kind, width=frames.shape[2], height=frames.shape[1], frames=len(frames), fps=fps)

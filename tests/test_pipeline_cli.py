@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -59,15 +60,69 @@ def test_every_format_keeps_its_record(tmp_path, suffix):
     assert read_metadata(path) == record
 
 
-def test_a_16_bit_grayscale_png_reads_as_its_8_bit_gray(tmp_path):
-    """Pillow's convert("RGB") clips 16-bit gray at 255: such a first frame read as all white."""
+@pytest.mark.parametrize(("name", "dtype"), [("gray16.png", np.uint16), ("gray32.tif", np.int32)])
+def test_a_16_bit_grayscale_image_reads_as_its_8_bit_gray(tmp_path, name, dtype):
+    """Pillow's convert("RGB") clips 16-bit gray at 255: such a first frame read as all white. A
+    32-bit integer TIFF (Pillow mode I) holds 16-bit values as well."""
     from PIL import Image
 
     from cinegen.media import read_image
 
     gray = np.arange(256, dtype=np.uint8).reshape(16, 16)
-    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "gray16.png")
-    assert np.array_equal(read_image(tmp_path / "gray16.png"), np.repeat(gray[..., None], 3, axis=-1))
+    Image.fromarray(gray.astype(dtype) * 257).save(tmp_path / name)
+    assert np.array_equal(read_image(tmp_path / name), np.repeat(gray[..., None], 3, axis=-1))
+
+
+def test_a_float_tiff_reads_its_0_to_1_brightness(tmp_path):
+    """convert("RGB") took a float image's 0..1 as levels 0..1 of 255: a white float TIFF read as
+    black. As a mask (read_video), FFmpeg's TIFF decoder made it a 0x0 picture."""
+    from PIL import Image
+
+    from cinegen.media import read_image
+
+    gray = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    Image.fromarray((gray / 255).astype(np.float32), mode="F").save(tmp_path / "float.tif")
+    expected = np.repeat(gray[..., None], 3, axis=-1)
+    assert np.array_equal(read_image(tmp_path / "float.tif"), expected)
+    assert np.array_equal(read_video(tmp_path / "float.tif")[0], expected[None])
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    (np.full((8, 8), 255.0, np.float32), "a floating-point image with values from 255 to 255; allowed: brightness 0..1"),
+    (np.full((8, 8), np.nan, np.float32), "a floating-point image with values that are not numbers"),
+    (np.full((8, 8), 70000, np.int32), "an integer image with values from 70000 to 70000; allowed: 0..65535"),
+])
+def test_an_image_whose_brightness_scale_is_unknown_is_refused(tmp_path, values, message):
+    """A float TIFF of 0..255 (or HDR above 1) read as it happened to clip, 32-bit values above 16 bits
+    as white: neither says what white is, so it is refused rather than guessed."""
+    from PIL import Image
+
+    from cinegen.media import read_image
+
+    Image.fromarray(values).save(tmp_path / "odd.tif")
+    with pytest.raises(UserError, match=re.escape(message)) as error:
+        read_image(tmp_path / "odd.tif")
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".png"])
+def test_an_animated_image_as_a_still_gives_its_first_frame_with_a_note(tmp_path, suffix):
+    """An animated GIF or PNG as --image silently gave its first frame; as a mask (an animated PNG)
+    that first frame stood for every frame of the clip."""
+    from PIL import Image
+
+    from cinegen.inputs import load
+
+    path = tmp_path / f"anim{suffix}"
+    frames = [Image.fromarray(np.full((16, 16, 3), level, np.uint8)) for level in (10, 200, 90)]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    inputs = load(GenerateRequest("x", image=str(path), last_image=str(path)), min_frames=5, max_frames=61)
+    assert (inputs.image == 10).all() and (inputs.last_image == 10).all()
+    assert inputs.notes == [f"image {str(path)!r} is animated (3 frames); its first frame is used",
+                            f"last image {str(path)!r} is animated (3 frames); its first frame is used"]
+    if suffix == ".png":
+        with pytest.raises(UserError, match=r"'.*anim.png' is an animated image \(3 frames\); as a video or mask"):
+            read_video(path)
 
 
 def _transparent_file(path, mode):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,7 +134,8 @@ class FolderSource:
             raise UserError(f"data folder {str(folder)!r} does not exist")
         if not manifest.is_file():
             raise UserError(f"data folder {str(folder)!r} has no manifest.jsonl")
-        self.paths, self.captions = [], []
+        self.manifest = manifest
+        self.paths, self.captions, self.lines = [], [], []
         try:
             lines = manifest.read_text().splitlines()
         except UnicodeDecodeError:
@@ -160,6 +161,7 @@ class FolderSource:
                 raise UserError(f"{manifest}:{n}: {error}") from None
             self.paths.append(video)
             self.captions.append(caption)
+            self.lines.append(n)
         if not self.paths:
             raise UserError(f"{manifest} lists no videos")
 
@@ -169,7 +171,16 @@ class FolderSource:
     def clip(self, index: int, width: int, height: int, frames: int, fps: float, seed: int) -> np.ndarray:
         from cinegen.media import read_video  # PyAV only for real videos: world training runs without it
 
-        video, source_fps = read_video(self.paths[index])
+        try:
+            video, source_fps = read_video(self.paths[index])
+        except UserError as error:
+            # Frames damaged behind a sound header (a file cut short or overwritten partway) show only
+            # here, when a batch or the latent cache build first decodes the clip. The run stops
+            # rather than skipping it: a skip is met in a render worker or on another rank, which
+            # cannot write the run's log, and damaged videos could then train on next to nothing
+            # without a word. Stopped, the run keeps its checkpoint and resumes once the line is fixed.
+            raise UserError(f"{self.manifest}:{self.lines[index]}: {error}; repair the video or remove its line, "
+                            "then start the run again (it resumes from its last checkpoint, if it has one)") from None
         rng = np.random.default_rng(seed)
         step = source_fps / fps
         span = max(1, len(video) - int(math.ceil(step * (frames - 1))))
@@ -315,8 +326,7 @@ class LatentCache:
             within[bucket] = within.get(bucket, 0) + 1
             pace.append(within[bucket] - 0.5)
         chunks = [chunks[k] for k in sorted(range(len(chunks)), key=lambda k: pace[k] / within[chunks[k][0]])]
-        rendered = torch.utils.data.DataLoader(_RenderedChunks(source, chunks), batch_size=None,
-                                               num_workers=workers, prefetch_factor=4 if workers else None)
+        rendered = prefetch(_RenderedChunks(source, chunks), workers)
         parts: dict[Bucket, list] = {bucket: [] for bucket in assignments}
         bar = tqdm(total=clips, desc="rendering and encoding clips", unit="clip")
         for k, ((bucket, args), (video, masks)) in enumerate(zip(chunks, rendered, strict=True), 1):
@@ -370,6 +380,40 @@ class _RenderedChunks(torch.utils.data.Dataset):
     def __getitem__(self, k: int):
         clips, masks = render_clips(self.source, self.chunks[k][1], objects=True)
         return torch.stack([to_video(c) for c in clips]), torch.from_numpy(masks) if masks is not None else None
+
+
+def prefetch(dataset: torch.utils.data.Dataset, workers: int) -> Iterator:
+    """`dataset`'s items in order, made `workers` processes ahead (0: here, when asked for). A
+    `UserError` an item raises is raised here with its one-line message: DataLoader raises a
+    worker's exception again with the worker's traceback as its message, and the CLI printed that
+    traceback for a damaged video."""
+    loader = torch.utils.data.DataLoader(_UserErrorsAsItems(dataset), batch_size=None, num_workers=workers,
+                                         prefetch_factor=4 if workers else None)
+    for item in loader:
+        if isinstance(item, _RaisedUserError):
+            raise UserError(item.message)
+        yield item
+
+
+@dataclass
+class _RaisedUserError:
+    message: str
+
+
+class _UserErrorsAsItems(torch.utils.data.Dataset):
+    """`dataset`, with a `UserError` returned as a `_RaisedUserError` item instead of raised."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, k: int):
+        try:
+            return self.dataset[k]
+        except UserError as error:
+            return _RaisedUserError(str(error))
 
 
 class StepBatches(torch.utils.data.Dataset):

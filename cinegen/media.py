@@ -312,6 +312,7 @@ def read_video(
         return image[None], 1.0
     cap = limits.max_frames if max_frames is None else min(max_frames, limits.max_frames)
     frames: list[np.ndarray] = []
+    decoding = False
     import av
 
     try:
@@ -323,6 +324,7 @@ def read_video(
             rate = stream.average_rate or stream.guessed_rate or 8
             fps = float(rate)
             times = []
+            decoding = True  # the headers are sound: what fails from here on is a damaged frame
             for frame in container.decode(stream):
                 _check_pixels(path, frame.width, frame.height, limits)
                 if frames and (frame.height, frame.width) != frames[0].shape[:2]:
@@ -339,6 +341,9 @@ def read_video(
                 times.append(frame.time)
                 if len(frames) >= cap:
                     break
+            else:
+                if frames:
+                    _check_whole(path, stream, times[0], _frame_end(frame, fps), len(frames), fps)
             # A GIF's delays are whole hundredths, uneven at most rates (8 fps: 12, 13, 12, ...), and
             # its rate above is its first delay's: the mean over the clip is the rate it was made at.
             span = times[-1] - times[0] if len(times) > 1 and None not in times else 0.0
@@ -347,17 +352,56 @@ def read_video(
     except UserError:
         raise
     except Exception as e:  # PyAV raises many types for corrupt files
+        if decoding:  # a file cut short or overwritten partway: its header passed `check_video`
+            detail = getattr(e, "strerror", None)
+            raise UserError(f"{str(path)!r} is damaged at frame {len(frames)}{_of_declared(stream)}: it does not "
+                            f"decode ({type(e).__name__}{': ' + detail if detail else ''})") from None
         raise UserError(f"{str(path)!r} is not a readable video ({type(e).__name__})") from None
     if not frames:
         raise UserError(f"{str(path)!r} contains no video frames")
     return np.stack(frames), fps
 
 
+def _of_declared(stream) -> str:
+    return f" of the {stream.frames} its header declares" if stream.frames else ""
+
+
+def _frame_end(frame, fps: float) -> float | None:
+    """When `frame` stops showing, in seconds: its own duration where the container keeps one."""
+    if frame.time is None:
+        return None
+    return frame.time + (float(frame.duration * frame.time_base) if frame.duration else 1 / fps)
+
+
+def _declared_seconds(stream) -> float | None:
+    """How long the video stream's header says it is: mp4's track duration, or the DURATION tag
+    Matroska and WebM keep per stream; None where there is none. (A GIF's is counted from the
+    frames that are there, so a cut GIF still passes.)"""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    match = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", stream.metadata.get("DURATION", ""))
+    return int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3]) if match else None
+
+
+def _check_whole(path: Path, stream, start: float | None, end: float | None, frames: int, fps: float) -> None:
+    """A `UserError` if the frames stopped well before the length the header declares. A WebM cut
+    short decodes to its end without an error, and was a shorter clip; the margin of 3 frames
+    covers frames timed unevenly (a rate that is an average) and a first frame shown late."""
+    declared = _declared_seconds(stream)
+    if declared is None or start is None or end is None:
+        return
+    if declared - (end - start) > 3 / fps:
+        raise UserError(f"{str(path)!r} is damaged at frame {frames}{_of_declared(stream)}: its frames stop at "
+                        f"{end - start:.2f} s of the {declared:.2f} s its header declares (a file cut short or "
+                        "overwritten partway)")
+
+
 def check_video(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> None:
     """A one-line `UserError`, as from `read_video`, for a file it could not open, found from the
     container's and the first video stream's headers alone: cheap enough for every clip of a
     training set before a run starts, where decoding them all would take as long as an epoch.
-    A file whose headers are sound but whose frames are damaged still fails when read."""
+    A file whose headers are sound but whose frames are damaged still fails when read, with
+    "damaged at frame N"."""
     path = _check_input_file(path, limits)
     try:
         if path.suffix.lower() in STILL_SUFFIXES:

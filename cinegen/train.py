@@ -50,6 +50,7 @@ from cinegen.data import (
     encoder_fingerprint,
     make_buckets,
     make_source,
+    prefetch,
     read_captions,
     video_batch,
 )
@@ -525,9 +526,7 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
         make_batch = functools.partial(video_batch, source, buckets, tf, cfg.batch_size, objects=cfg.object_weight > 0)
     else:
         make_batch = cache.batch
-    batches = iter(torch.utils.data.DataLoader(
-        StepBatches(make_batch, cfg.seed, rt.rank, step, end, cfg.accumulate), batch_size=None, num_workers=cfg.workers,
-        prefetch_factor=4 if cfg.workers else None))
+    batches = prefetch(StepBatches(make_batch, cfg.seed, rt.rank, step, end, cfg.accumulate), cfg.workers)
     started = loop_started = time.time()
     first_step, time_left = step, 1.0
     # Gathering a sharded EMA whole is a collective over all its weights: a step that samples,

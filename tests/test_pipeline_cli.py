@@ -125,6 +125,36 @@ def test_an_animated_image_as_a_still_gives_its_first_frame_with_a_note(tmp_path
             read_video(path)
 
 
+def _damaged(path, suffix, damage):
+    """A 48-frame clip written as `suffix`, then cut to 60% of its bytes or 2000 bytes overwritten
+    at 60%: its header stays sound."""
+    t, y, x = np.ogrid[:48, :64, :96]
+    frames = np.stack(np.broadcast_arrays((2 * x + 3 * t + 0 * y) % 256, (3 * y + t + 0 * x) % 256,
+                                          (x + y + 5 * t) % 256), axis=-1).astype(np.uint8)
+    write_video(path.with_suffix(suffix), frames, 24.0)
+    data = bytearray(path.with_suffix(suffix).read_bytes())
+    at = int(len(data) * 0.6)
+    if damage == "cut":
+        del data[at:]
+    else:
+        data[at : at + 2000] = np.random.default_rng(0).integers(0, 256, 2000, dtype=np.uint8).tobytes()
+    path.with_suffix(suffix).write_bytes(bytes(data))
+    return path.with_suffix(suffix)
+
+
+@pytest.mark.parametrize(("suffix", "damage"), [(".mp4", "cut"), (".mp4", "overwritten"), (".webm", "cut")])
+def test_a_video_damaged_partway_is_refused_naming_the_frame(tmp_path, suffix, damage):
+    """Behind a sound header (check_video passes), a damaged mp4 gave "not a readable video" with no
+    hint where, and a WebM cut short decoded to its cut without an error: a shorter clip."""
+    from cinegen.media import check_video
+
+    path = _damaged(tmp_path / "clip", suffix, damage)
+    check_video(path)
+    with pytest.raises(UserError, match=rf"'.*clip{suffix}' is damaged at frame (\d+)") as error:
+        read_video(path)
+    assert 0 < int(re.search(r"frame (\d+)", str(error.value))[1]) < 48 and "\n" not in str(error.value)
+
+
 def _transparent_file(path, mode):
     """A 16x16 picture whose left half is fully transparent over a hidden bright green (or gray), its
     right half opaque, and (RGBA) one column half transparent; and the pixels expected on black.

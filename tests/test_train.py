@@ -451,6 +451,32 @@ def test_an_unreadable_video_is_refused_before_any_work(tmp_path, bad, message):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_video_damaged_partway_stops_the_run_naming_its_manifest_line(tmp_path, tiny_model_dir, stage):
+    """An mp4 cut short has a sound header, so it passes the manifest's check and is decoded only
+    when a batch (autoencoder) or the latent cache build (denoiser) draws it. In a render worker,
+    DataLoader raised it again with the worker's traceback as its message, which the CLI printed;
+    nor did it say where the file was damaged."""
+    from cinegen.media import write_video
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_video(folder / "good.mp4", np.zeros((12, 40, 56, 3), dtype=np.uint8), 12.0)
+    write_video(folder / "cut.mp4", np.random.default_rng(0).integers(0, 255, (24, 40, 56, 3), dtype=np.uint8), 12.0)
+    data = (folder / "cut.mp4").read_bytes()
+    (folder / "cut.mp4").write_bytes(data[: len(data) * 6 // 10])
+    (folder / "manifest.jsonl").write_text(
+        "".join(json.dumps({"video": v, "caption": "a clip"}) + "\n" for v in ("good.mp4", "cut.mp4")))
+    denoiser = {"autoencoder_from": str(tiny_model_dir), "sample_every": 0} if stage == "denoiser" else {}
+    cfg = config(tmp_path / "run", stage=stage, steps=2, workers=1, data=dataclasses.replace(TINY_DATA, source=str(folder)),
+                 **denoiser)
+    with pytest.raises(UserError, match=r"manifest.jsonl:2: '.*cut.mp4' is damaged at frame \d+ of the 24 its header "
+                                        r"declares: it does not decode .*; repair the video or remove its line") as error:
+        train(cfg)
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "run" / "latents.pt").exists()
+
+
 def test_object_masks_cover_the_objects_and_weight_the_loss():
     from cinegen.data import video_batch
     from cinegen.train import autoencoder_loss

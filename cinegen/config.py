@@ -36,10 +36,6 @@ class AutoencoderConfig:
     # levels; a gate that holds an object's old edge where the decoder has moved on (a ghost) is
     # then at most a faint tint.
     gate_max_levels: float = 8.0
-    # Channels of the edge refiner (`EdgeRefiner`), the one part that works at full resolution;
-    # 0: none. The decoder's last layer draws each 4x4 pixel patch as a linear mix of its channels,
-    # which leaves a soft rim around every edge, and the rim flickers as an object moves.
-    refiner_width: int = 0
 
     @property
     def spatial_factor(self) -> int:
@@ -158,20 +154,10 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
         name="cinegen-test",
     ),
 }
-# The gated default model with an edge refiner before the gate, trained alone on the frozen VAE
-# (configs/cpu-vae-refiner.toml): half the flicker of its round trips is the decoder's soft rim.
-MODEL_PRESETS["tiny-refined"] = dataclasses.replace(
-    MODEL_PRESETS["tiny-gated"],
-    autoencoder=dataclasses.replace(MODEL_PRESETS["tiny-gated"].autoencoder, refiner_width=24),
-)
-# For unit tests of the gate and the refiner: the test model with them after its decoder.
+# For unit tests of the gate: the test model with a temporal gate after its decoder.
 MODEL_PRESETS["test-gated"] = dataclasses.replace(
     MODEL_PRESETS["test"],
     autoencoder=dataclasses.replace(MODEL_PRESETS["test"].autoencoder, gate_width=4),
-)
-MODEL_PRESETS["test-refined"] = dataclasses.replace(
-    MODEL_PRESETS["test-gated"],
-    autoencoder=dataclasses.replace(MODEL_PRESETS["test-gated"].autoencoder, refiner_width=4),
 )
 
 
@@ -249,8 +235,8 @@ class TrainConfig:
     context_noise: float = 0.0
     # Autoencoder stage: train the decoder only, keeping the (EMA) encoder a denoiser was trained on.
     freeze_encoder: bool = False
-    # Autoencoder stage: train only these parts added after the decoder, "gate" (`gate_width`)
-    # and/or "refiner" (`refiner_width`), on the encoder and decoder it starts from (`init_from`),
+    # Autoencoder stage: train only these parts added after the decoder, "gate" (`gate_width`),
+    # on the encoder and decoder it starts from (`init_from`),
     # which stay as they are, so the denoiser and its latents need nothing new. Empty: everything.
     train_only: tuple[str, ...] = ()
     # Autoencoder stage: decode latents with added noise, its std (in units of each latent

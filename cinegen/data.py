@@ -254,7 +254,7 @@ def latent_cells(pixels: torch.Tensor, time_factor: int, spatial_factor: int) ->
 
 def encoder_fingerprint(vae) -> str:
     """A hash of what a VAE's latents depend on: its encoder's weights and strides, and the
-    statistics `encode` normalises by. The decoder (and a gate or refiner after it) is left out:
+    statistics `encode` normalises by. The decoder (and a gate after it) is left out:
     a decoder fine-tuned on a frozen encoder gives the same latents, so their cache stays good."""
     digest = hashlib.sha256(repr((vae.config.patch, vae.config.spatial_downsample,
                                   vae.config.time_downsample)).encode())

@@ -599,7 +599,7 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PARALLEL = ("ddp", "fsdp")
 # What `train_only` may name: the VAE's parts after its decoder, and the setting that adds each.
-TRAINABLE_PARTS = {"gate": "gate_width", "refiner": "refiner_width"}
+TRAINABLE_PARTS = {"gate": "gate_width"}
 
 
 def check_settings(cfg: TrainConfig, max_steps: int | None = None) -> None:
@@ -714,9 +714,9 @@ def load_init(model: CausalVAE | SpacetimeDiT, state: dict[str, torch.Tensor]) -
     if set(own) == set(state) and old < new:
         model.load_narrower(state)
         return [old, new]
-    # A VAE given a temporal gate or an edge refiner starts from one without: they keep their fresh
+    # A VAE given a temporal gate starts from one without: the gate keeps its fresh, nearly closed
     # init, which leaves the decoder's frames nearly as they were.
-    fresh = {name: own[name] for name in own if name.startswith(("gate.", "refiner.")) and name not in state}
+    fresh = {name: own[name] for name in own if name.startswith("gate.") and name not in state}
     try:
         model.load_state_dict(state | fresh)
     except RuntimeError as error:

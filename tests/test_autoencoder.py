@@ -32,10 +32,9 @@ def test_frame_zero_is_encoded_alone(vae):
     torch.testing.assert_close(vae.encode(other)[:, :, :2], z_clip[:, :, :2])
 
 
-@pytest.mark.parametrize("model", ["vae", "gated_vae", "refined_vae"])
+@pytest.mark.parametrize("model", ["vae", "gated_vae"])
 def test_chunked_decode_equals_full_decode(model, request):
-    """Streaming carries every causal convolution's cache, and the temporal gate's last frames;
-    the edge refiner works frame by frame."""
+    """Streaming carries every causal convolution's cache, and the temporal gate's last frames."""
     vae = request.getfixturevalue(model)
     z = torch.randn(1, 4, 7, 4, 4)
     full = vae.decode(z)
@@ -163,28 +162,3 @@ def test_a_bounded_gate_moves_no_pixel_further_than_its_bound(gated_vae):
     moved = (out - drawn).abs()
     assert moved.amax() <= 8.0 / 127.5 + 1e-6
     assert moved.amax() > 4.0 / 127.5  # and it does hold, up to the bound
-
-
-@pytest.fixture(scope="module")
-def refined_vae(gated_vae):
-    vae = CausalVAE(dataclasses.replace(gated_vae.config, refiner_width=4)).eval()
-    vae.load_state_dict(gated_vae.state_dict() | {k: v for k, v in vae.state_dict().items() if k.startswith("refiner.")})
-    with torch.no_grad():  # a refiner that has learned something: not the zero init
-        vae.refiner.net[-1].weight.normal_(0, 0.5)
-    vae.refiner.frames_at_once = 2  # several groups in every test clip
-    return vae
-
-
-def test_a_fresh_refiner_changes_nothing_and_a_trained_one_works_per_frame(gated_vae, refined_vae):
-    z = torch.randn(1, 4, 3, 4, 4)
-    fresh = CausalVAE(refined_vae.config).eval()
-    fresh.load_state_dict(gated_vae.state_dict() | {k: v for k, v in fresh.state_dict().items()
-                                                     if k.startswith("refiner.")})
-    with torch.no_grad():
-        torch.testing.assert_close(fresh.decode(z), gated_vae.decode(z))
-        drawn, refined = gated_vae.decode_raw(z), refined_vae.decode_raw(z)
-        assert not torch.allclose(refined, drawn)
-        # Each frame's correction depends on that frame alone, whatever group it went through with.
-        for t in range(drawn.shape[2]):
-            alone = refined_vae.refiner(drawn[:, :, t : t + 1])
-            torch.testing.assert_close(alone[:, :, 0], refined[:, :, t], atol=1e-5, rtol=1e-5)

@@ -6,8 +6,8 @@ one-frame clip, and a first-frame condition encodes exactly as it would inside a
 (the causal design of MAGVIT-v2 / CogVideoX / LTX-Video). Norms are per frame for the
 same reason. `decode_chunked` streams latent frames through the decoder, carrying each
 causal convolution's last input frames as a cache, so memory does not grow with length
-and the result equals a full decode. An optional `EdgeRefiner` after the decoder sharpens its
-edges at full resolution, and an optional `TemporalGate` after that keeps still pixels still.
+and the result equals a full decode. An optional `TemporalGate` after the decoder keeps
+still pixels still.
 """
 
 from __future__ import annotations
@@ -156,36 +156,6 @@ class Upsample(nn.Module):
         return self.conv(x) + shortcut
 
 
-class EdgeRefiner(nn.Module):
-    """A small residual 2D network on each decoded frame, at full resolution.
-
-    Everything before it works on 4x4 pixel patches folded into channels, and the decoder's last
-    layer draws each patch as a linear mix of its channels: edges come out as a soft rim a pixel
-    or two wide, drawn a little differently as an object moves, so still background beside it
-    flickers. This sees 11 px around each pixel and adds a correction; its last layer starts at
-    zero, so a model it is added to decodes exactly as before. Frame by frame, so a streamed
-    decode needs no state, and frames go through a few at a time to keep large sizes in memory.
-    """
-
-    def __init__(self, width: int, frames_at_once: int = 8):
-        super().__init__()
-        self.frames_at_once = frames_at_once
-        self.net = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(width, width, 3, padding=2, dilation=2), nn.SiLU(),
-            nn.Conv2d(width, width, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(width, 3, 3, padding=1),
-        )
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
-
-    def forward(self, video: torch.Tensor) -> torch.Tensor:  # (B, 3, T, H, W)
-        b = video.shape[0]
-        frames = rearrange(video, "b c t h w -> (b t) c h w")
-        refined = torch.cat([f + self.net(f) for f in frames.split(self.frames_at_once)])
-        return rearrange(refined, "(b t) c h w -> b c t h w", b=b)
-
-
 class TemporalGate(nn.Module):
     """Per pixel, a learned choice between the decoder's frame and the previous output frame.
 
@@ -270,7 +240,6 @@ class CausalVAE(nn.Module):
                 dec.append(Upsample(ch[level], ch[level - 1], space[level - 1], time[level - 1]))
         dec += [_norm(ch[0]), nn.SiLU(), CausalConv3d(ch[0], folded)]
         self.decoder = nn.Sequential(*dec)
-        self.refiner = EdgeRefiner(config.refiner_width) if config.refiner_width else None
         self.gate = TemporalGate(config.gate_width, config.gate_max_levels) if config.gate_width else None
 
         # Start with a narrow posterior (std ≈ 0.02): with a tiny KL weight, unit-variance
@@ -370,8 +339,7 @@ class CausalVAE(nn.Module):
 
     def decode_raw(self, z: torch.Tensor) -> torch.Tensor:
         p = self.config.patch
-        video = rearrange(self.decoder(z), "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=p, p2=p)
-        return self.refiner(video) if self.refiner is not None else video
+        return rearrange(self.decoder(z), "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=p, p2=p)
 
     def forward(self, video: torch.Tensor, generator: torch.Generator | None = None, latent_noise: float = 0.0
                 ) -> tuple[torch.Tensor, LatentDistribution]:

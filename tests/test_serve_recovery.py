@@ -4,6 +4,7 @@ every job completes exactly once."""
 from __future__ import annotations
 
 import re
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -95,5 +96,28 @@ def test_server_killed_mid_job_the_job_completes_after_restart(tmp_path: Path, m
         logs.append(server.proc.text())
         assert sorted(completions(*logs)) == sorted([slow, queued])
         check_outputs(server.storage, [slow, queued])
+    finally:
+        server.stop()
+
+
+def test_sigterm_stops_the_workers_and_hands_back_the_running_job(tmp_path: Path, model: Path) -> None:
+    server = Server(tmp_path / "data", model, workers=1, extra=["--lease-seconds", LEASE]).start()
+    key = server.new_key("k")
+    try:
+        with server.client(key) as c:
+            slow = c.post("/v1/videos", json=SLOW).json()["id"]
+            wait_for(c, slow, ("in_progress",), min_progress=0.05, timeout=60)
+        server.proc.popen.send_signal(signal.SIGTERM)  # systemd stop, docker stop, kill
+        # uvicorn re-raised the SIGTERM after its shutdown and killed serve (-15) before it stopped
+        # its workers; they ran on as orphans, a running one holding its job until its step ended.
+        assert server.proc.popen.wait(30) == 0, server.proc.text()
+        with sqlite3.connect(server.storage / "cinegen.db") as db:
+            status, worker = db.execute("SELECT status, worker_id FROM jobs WHERE id = ?", (slow,)).fetchone()
+        assert (status, worker) == ("queued", None)  # handed back before serve exited
+        assert f"handed back {slow}" in server.proc.text()
+        server.start()
+        with server.client(key) as c:
+            assert wait_for(c, slow, timeout=120)["status"] == "completed"
+        assert attempts(server.storage, slow) == 1  # a hand-back is not a crash
     finally:
         server.stop()

@@ -7,6 +7,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -190,11 +191,19 @@ def serve(args: argparse.Namespace) -> int:
         print(f"created the first API key (shown only once):\n{secret}\nopen {url}#key={secret}", flush=True)
     pool = WorkerPool(args, settings)
     pool.start(args.workers)
+    # uvicorn shuts down on SIGTERM and then raises the signal again; left to its default action,
+    # that kills this process before the `finally` below, and the workers ran on as orphans, a
+    # running one holding its job until its current step ended. As SystemExit it unwinds here.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
     finally:
         pool.stop()
     return 0
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 class WorkerPool:

@@ -76,6 +76,10 @@ def test_sample_then_eval_folder(tmp_path, capsys):
         ["eval", "{d}/not_video.mp4", "--prompt", "a red ball that zigzags"],
         ["eval", "{d}", "--prompts", "{d}/numbered.jsonl"],
         ["eval", "{d}", "--prompts", "{d}/binary.jsonl"],
+        ["eval", "{d}", "a red ball", "--prompts", "{d}/numbered.jsonl"],
+        ["eval", "{d}/not_video.mp4"],
+        ["eval", "{d}/not_video.mp4", "a red ball", "--prompt", "a blue ball"],
+        ["eval", "{d}/not_video.mp4", " "],
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv):
@@ -88,6 +92,25 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv):
     assert code == 2
     assert err.startswith("cinegen: error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert set(tmp_path.iterdir()) == before  # no partial output
+
+
+def test_eval_takes_the_prompt_as_an_argument_or_from_what_cinegen_recorded(tmp_path, capsys):
+    from cinegen.media import write_video
+    from cinegen.world import parse_caption, render
+
+    caption = "a big red ball moves right on a checkered white background"
+    frames = render(parse_caption(caption), width=64, height=64, fps=8.0, num_frames=9, seed=0).frames
+    recorded = write_video(tmp_path / "made.mp4", frames, 8.0, {"request": {"prompt": caption}})
+    plain = write_video(tmp_path / "plain.mp4", frames, 8.0)
+    scores = []
+    for argv in (["eval", str(plain), "--prompt", caption], ["eval", str(plain), caption], ["eval", str(recorded)]):
+        assert main([*argv, "--json"]) == 0
+        out, err = capsys.readouterr()
+        scores.append(json.loads(out))
+        assert (caption in err) == (argv[-1] != caption)  # a note says which prompt was recorded
+    assert scores[0] == scores[1] == scores[2] and scores[0]["prompt"] == caption
+    assert main(["eval", str(plain)]) == 2
+    assert "holds no prompt recorded by cinegen" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("task", "message"), [("teleport", "unknown task 'teleport'; allowed: image2video"),

@@ -113,6 +113,32 @@ def _table(rows: list[dict], keys: tuple[str, ...]) -> str:
     return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in [head, *body])
 
 
+def _clip_prompt(video: Path, positional: str | None, option: str | None) -> str:
+    """The prompt to score `video` against: the one given (as `PROMPT` or `--prompt`), else the one
+    cinegen recorded in the video when it made it (its container comment; see `write_video`)."""
+    if positional is not None and option is not None and positional != option:
+        raise UserError(f"two prompts given, {positional!r} and --prompt {option!r}; give one")
+    given = positional if positional is not None else option
+    if given is not None:
+        if not given.strip():
+            raise UserError("the prompt is empty; give the text the clip was made from")
+        return given
+    from cinegen.media import read_metadata
+
+    try:
+        request = read_metadata(video).get("request", {}) if video.is_file() else {}
+    except (ValueError, AttributeError, OSError):  # another tool's comment, or an unreadable file
+        request = {}
+    recorded = request.get("prompt") if isinstance(request, dict) else None
+    if not isinstance(recorded, str) or not recorded.strip():
+        storyboard = isinstance(request, dict) and request.get("storyboard")
+        why = "it was made from a storyboard: score a shot against its own prompt" if storyboard else \
+            "it holds no prompt recorded by cinegen"
+        raise UserError(f"give the clip's prompt: cinegen eval {str(video)!r} \"PROMPT\" ({why})")
+    print(f"cinegen: note: scoring against the prompt recorded in {str(video)!r}: {recorded!r}", file=sys.stderr)
+    return recorded
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from cinegen.evaluate import SUMMARY_KEYS, check_task, evaluate_clip, evaluate_folder
     from cinegen.media import read_video
@@ -127,6 +153,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if target.is_dir():
         if not args.prompts:
             raise UserError("evaluating a folder needs --prompts prompts.jsonl")
+        if args.prompt is not None or args.prompt_option is not None:
+            raise UserError("a folder's clips take their prompts from --prompts; leave out PROMPT and --prompt")
         result = evaluate_folder(target, args.prompts, **kwargs)
         if args.json:
             print(json.dumps(result))
@@ -138,10 +166,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 ).splitlines()[1]
             )
         return 0
-    if not args.prompt:
-        raise UserError("give the clip's prompt with --prompt")
+    prompt = _clip_prompt(target, args.prompt, args.prompt_option)
     frames, fps = read_video(target)
-    result = evaluate_clip(frames, fps, args.prompt, **kwargs)
+    result = evaluate_clip(frames, fps, prompt, **kwargs)
     if args.json:
         print(json.dumps(result))
     else:
@@ -177,7 +204,9 @@ def add_commands(subparsers) -> None:
 
     e = subparsers.add_parser("eval", help="score a clip (or a folder of clips) against its prompt")
     e.add_argument("video", help="a video file, or a folder with --prompts")
-    e.add_argument("--prompt", help="the prompt the clip was made from")
+    e.add_argument("prompt", nargs="?", help="the prompt the clip was made from (default: the one cinegen "
+                   "recorded in a video it made)")
+    e.add_argument("--prompt", dest="prompt_option", metavar="PROMPT", help="the same as PROMPT")
     e.add_argument("--prompts", help='JSONL of {"video": name, "prompt": ...} for a folder')
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--task", choices=None, help="image2video|extend|extend_backward|loop|connect|long|draft")

@@ -338,6 +338,40 @@ def test_bad_requests_are_json_errors(alice: httpx.Client) -> None:
     assert_error(alice.get("/v1/nothing"), 404, "not_found")
 
 
+def test_errors_name_the_bad_value_and_what_is_allowed(alice: httpx.Client) -> None:
+    for body, named in (
+        ({**SMALL, "seconds": 100_000}, ["seconds 100000", "600"]),
+        ({**SMALL, "size": "7x64"}, ["width 7", "multiple of 16"]),  # was refused by a regex
+        ({**SMALL, "size": "big"}, ["size 'big'", "WIDTHxHEIGHT"]),
+        ({**SMALL, "size": None, "aspect": "wide"}, ["aspect 'wide'", "W:H"]),
+        ({**SMALL, "width": 64}, ["width is not a field", "size"]),  # the field list names size
+        ({"size": "64x64"}, ["prompt is required"]),
+    ):
+        message = assert_error(alice.post("/v1/videos", json=body), 422, "invalid_request")["message"]
+        assert all(part in message for part in named), message
+        assert "^" not in message and "\n" not in message  # no regex, one line
+    message = assert_error(alice.get("/v1/videos/nope"), 422)["message"]
+    assert "'nope'" in message and "32" in message and "^" not in message
+
+
+def test_follow_up_bodies_get_the_errors_of_a_create(alice: httpx.Client) -> None:
+    source = alice.post("/v1/videos", json=SMALL).json()["id"]
+    extend = f"/v1/videos/{source}/extend"
+    json_type = {"content-type": "application/json"}
+    body = assert_error(alice.post(extend, content=b"{not json", headers=json_type), 400, "invalid_json")
+    assert body["message"] == "the body is not valid JSON"  # was 422 "0: JSON decode error"
+    body = assert_error(alice.post(extend, json=[1]), 422, "invalid_request")
+    assert "JSON object" in body["message"]
+    body = assert_error(alice.post(f"/v1/videos/{source}/loop"), 422, "invalid_request")
+    assert "empty" in body["message"] and "{}" in body["message"]  # was "Field required"
+    body = assert_error(alice.post(extend, data={"seconds": "1"}), 415, "unsupported_media_type")
+    assert "application/json" in body["message"]
+    assert assert_error(alice.post(extend, json={}), 422)["message"] == "seconds is required"
+    body = assert_error(alice.post(f"/v1/videos/{source}/loop", json={"size": "64x64"}), 422)
+    assert "size is not a field" in body["message"] and "prompt" in body["message"]
+    alice.delete(f"/v1/videos/{source}")
+
+
 def post_files(client: httpx.Client, files: dict, **fields) -> httpx.Response:
     data = {"prompt": "a red ball", "size": "64x64", "seconds": "1", "steps": "2", **fields}
     return client.post("/v1/videos", data=data, files=files)

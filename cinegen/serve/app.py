@@ -73,14 +73,40 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
-def _validation_message(errors: list[dict[str, Any]]) -> str:
+# What a value of each pattern-checked field looks like: Pydantic's own message is the regex.
+PATTERN_HELP = {
+    "size": "must be WIDTHxHEIGHT in pixels, e.g. 1280x720",
+    "aspect": 'must be W:H with whole numbers from 1 to 99, e.g. "16:9"',
+    "video_id": "must be video_ followed by 32 lowercase hex digits",
+    "after": "must be a video id, video_ followed by 32 lowercase hex digits",
+}
+
+
+def _validation_message(errors: list[dict[str, Any]], fields: tuple[str, ...] = ()) -> str:
+    """Pydantic's errors as one line that names each bad value and what is allowed instead.
+
+    `fields` are the body's field names, listed when an unknown one is sent (a typo such as
+    "width" for "size" should learn the right name, not only that its own is wrong)."""
     parts = []
     for e in errors[:3]:
         where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "header"))
-        parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+        kind, msg, value = e.get("type"), str(e.get("msg")).removeprefix("Value error, "), e.get("input")
+        if kind == "missing":
+            parts.append(f"{where} is required" if where else msg)
+        elif kind == "extra_forbidden":
+            allowed = f"; allowed: {', '.join(fields)}" if fields else ""
+            parts.append(f"{where} is not a field{allowed}")
+        elif kind == "string_pattern_mismatch" and where in PATTERN_HELP:
+            parts.append(f"{where} {value!r} {PATTERN_HELP[where]}")
+        elif where and isinstance(value, (str, int, float, bool)) and len(repr(value)) <= 80:
+            parts.append(f"{where} {value!r}: {msg}")
+        else:
+            parts.append(f"{where}: {msg}" if where else msg)
     return "; ".join(parts)
 
 
+# The JSON body of each follow-up endpoint, by the last part of its path.
+FOLLOW_UP_BODIES = {"remix": RemixCreate, "extend": ExtendCreate, "loop": LoopCreate}
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 415, 422, 429)}
 
 
@@ -197,8 +223,24 @@ def create_app(settings: Settings) -> FastAPI:
         return _error(422, "invalid_input", str(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, "invalid_request", _validation_message(exc.errors()))
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        # The follow-ups' JSON bodies are parsed by FastAPI; a body that is not a JSON object fails
+        # there as a bare "JSON decode error" or "Field required" with no field named. Answer them
+        # as POST /v1/videos answers its own.
+        body_errors = [e for e in errors if tuple(e.get("loc", ()))[:1] == ("body",)]
+        if any(e.get("type") == "json_invalid" for e in body_errors):
+            return _error(400, "invalid_json", "the body is not valid JSON")
+        if any(tuple(e.get("loc", ())) == ("body",) for e in body_errors):
+            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype not in ("", "application/json"):
+                return _error(415, "unsupported_media_type", f"send application/json, not {ctype!r}")
+            if not await request.body():
+                return _error(422, "invalid_request", "the body is empty; send a JSON object, such as {}")
+            return _error(422, "invalid_request", "the body must be a JSON object")
+        body_model = FOLLOW_UP_BODIES.get(request.url.path.rsplit("/", 1)[-1])
+        fields = tuple(body_model.model_fields) if body_model else ()
+        return _error(422, "invalid_request", _validation_message(errors, fields))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -384,7 +426,9 @@ def create_app(settings: Settings) -> FastAPI:
                 # strict: JSON has real numbers and booleans, so "2" for seconds is an error here
                 return VideoCreate.model_validate(data, strict=True), {}, {}, {}
             except ValidationError as e:
-                raise ApiError(422, "invalid_request", _validation_message(e.errors())) from None
+                raise ApiError(
+                    422, "invalid_request", _validation_message(e.errors(), tuple(VideoCreate.model_fields))
+                ) from None
         if ctype != "multipart/form-data":
             raise ApiError(415, "unsupported_media_type", "send application/json or multipart/form-data")
         try:
@@ -425,7 +469,9 @@ def create_app(settings: Settings) -> FastAPI:
             try:
                 body = VideoCreate.model_validate(fields)
             except ValidationError as e:
-                raise ApiError(422, "invalid_request", _validation_message(e.errors())) from None
+                raise ApiError(
+                    422, "invalid_request", _validation_message(e.errors(), tuple(VideoCreate.model_fields))
+                ) from None
             inputs: dict[str, str] = {}
             digests: dict[str, str] = {}
             sizes: dict[str, tuple[int, int]] = {}

@@ -35,7 +35,7 @@ class VideoCreate(Overrides):
 
     prompt: str = Field(min_length=1, max_length=2000)
     model: str | None = Field(None, max_length=200, description="A model id from GET /v1/models.")
-    size: str | None = Field(None, pattern=r"^[1-9][0-9]{1,3}x[1-9][0-9]{1,3}$", description="WIDTHxHEIGHT.")
+    size: str | None = Field(None, pattern=r"^[1-9][0-9]{0,3}x[1-9][0-9]{0,3}$", description="WIDTHxHEIGHT.")
     aspect: str | None = Field(
         None, pattern=r"^[1-9][0-9]?:[1-9][0-9]?$", description='e.g. "16:9" (not with size).'
     )

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cinegen.world.cli import main
+from cinegen.cli import main
 
 
 def test_render_then_eval(tmp_path, capsys):

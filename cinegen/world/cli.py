@@ -216,19 +216,3 @@ def add_commands(subparsers) -> None:
     e.add_argument("--reference-b", help="clip B for connect")
     e.add_argument("--joints", help="comma-separated frame indices of window joints (long, connect)")
     e.set_defaults(func=cmd_eval)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (tests): the same error handling as `cinegen.cli.main`."""
-    parser = argparse.ArgumentParser(prog="cinegen")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except UserError as e:
-        print(f"cinegen: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -372,6 +372,22 @@ def test_follow_up_bodies_get_the_errors_of_a_create(alice: httpx.Client) -> Non
     alice.delete(f"/v1/videos/{source}")
 
 
+def test_resolution_alone_follows_the_uploaded_image(alice: httpx.Client) -> None:
+    wide = ("wide.png", png_bytes(128, 64), "image/png")
+    fields = {"prompt": "a red ball", "resolution": "32", "seconds": "1", "steps": "2"}
+    r = alice.post("/v1/videos", data=fields, files={"image": wide})
+    assert r.status_code == 201, r.text  # was 422 "resolution needs aspect"
+    done = wait_for(alice, r.json()["id"])
+    assert done["status"] == "completed" and done["size"] == "64x32", done
+    extended = alice.post(f"/v1/videos/{done['id']}/extend", json={"seconds": 1})
+    assert extended.status_code == 201, extended.text
+    assert wait_for(alice, extended.json()["id"])["size"] == "64x32"  # a follow-up keeps its size
+    # The server's pixel limit holds for the size a short side alone makes (the model's 1:1 here).
+    too_big = {"prompt": "a red ball", "resolution": 1024}
+    body = assert_error(alice.post("/v1/videos", json=too_big), 422)
+    assert "1024x1024" in body["message"] and "pixels per frame" in body["message"]
+
+
 def post_files(client: httpx.Client, files: dict, **fields) -> httpx.Response:
     data = {"prompt": "a red ball", "size": "64x64", "seconds": "1", "steps": "2", **fields}
     return client.post("/v1/videos", data=data, files=files)

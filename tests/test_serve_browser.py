@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from cinegen.serve.testing import Server, make_test_model
 
@@ -87,6 +88,31 @@ def test_page_generates_a_video_that_plays(tmp_path: Path) -> None:
             assert card.get_by_role("link", name="Download").get_attribute("href").startswith("blob:")
             for action in ("Extend", "Loop", "Remix"):
                 assert card.get_by_role("button", name=action).first.is_visible()
+
+            # Image -> video with a square image and the aspect left alone: the video follows the
+            # image (the page sent its default 16:9, which the API refuses for a square image).
+            image = tmp_path / "square.png"
+            Image.new("RGB", (48, 48), (200, 30, 30)).save(image)
+            page.goto(server.url)  # a fresh form: the aspect above was chosen, and a choice is kept
+            page.click("#tab-image")
+            page.set_input_files("#image", str(image))
+            page.get_by_label("Prompt", exact=True).fill("the ball rolls away")
+            page.get_by_label("Short side (pixels)").select_option("64")
+            page.get_by_label("Duration (seconds)").fill("1")
+            page.click("text=More settings")
+            page.get_by_label("Steps", exact=True).fill("2")
+            page.get_by_role("button", name="Generate").click()
+            page.wait_for_function("document.querySelector('#message').textContent !== ''")
+            assert page.text_content("#message").startswith("Queued"), page.text_content("#message")
+            page.wait_for_selector("#gallery li.card[data-status=completed] >> nth=1", timeout=90_000)
+            square = page.evaluate(
+                "fetch('/v1/videos?limit=1', {headers: {Authorization: 'Bearer ' + localStorage"
+                ".getItem('cinegen-key')}}).then(r => r.json()).then(l => l.data[0].size)"
+            )
+            assert square == "64x64"  # the image's aspect at the chosen short side
+            assert page.input_value("#aspect") == ""  # "same as the input"
+            page.click("#tab-generate")
+            assert page.input_value("#aspect") == "16:9"  # text has no input to follow
 
             shot = tmp_path / "serve_page.png"
             page.screenshot(path=str(shot), full_page=True)

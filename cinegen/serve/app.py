@@ -287,12 +287,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     # ------------------------------------------------------------------ job creation
 
-    def check_renderable(params: dict[str, Any], sizes: dict[str, tuple[int, int]]) -> None:
+    def check_renderable(params: dict[str, Any], sizes: dict[str, tuple[int, int]]) -> tuple[int, int] | None:
         """The model's own rules for the output size (its size multiple, the pipeline's bounds) and
         images of the video's aspect, as the worker's pipeline would check them: refused before the
-        job queues rather than failing on a worker."""
+        job queues rather than failing on a worker. Returns the output's (width, height), or None
+        where only a worker that loaded the model knows it."""
         if model_config is None:
-            return
+            return None
         source = next((sizes[role] for role in SOURCE_ROLES if role in sizes), None)
         try:
             g = config_geometry(model_config, GenerateRequest(**params), source)
@@ -311,6 +312,15 @@ def create_app(settings: Settings) -> FastAPI:
                     f"(aspect {g.width / g.height:.3f}); upload an image of the video's aspect, or leave "
                     "out size and aspect to follow the image",
                 )
+        return g.width, g.height
+
+    def check_pixels(width: int, height: int) -> None:
+        if width * height > settings.max_pixels:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"{width}x{height} is over this server's limit of {settings.max_pixels} pixels per frame",
+            )
 
     def build_job(
         who: auth.Principal,
@@ -354,12 +364,8 @@ def create_app(settings: Settings) -> FastAPI:
                 if a >= b
                 else (body.resolution, body.resolution * b // a)
             )
-        if width is not None and width * height > settings.max_pixels:
-            raise ApiError(
-                422,
-                "invalid_request",
-                f"{width}x{height} is over this server's limit of {settings.max_pixels} pixels per frame",
-            )
+        if width is not None:
+            check_pixels(width, height)
         for role in TASK_NEEDS_FILES.get(body.task, ()):
             if role not in inputs:
                 raise ApiError(422, "invalid_request", f"task {body.task!r} needs an uploaded {role!r}")
@@ -391,7 +397,9 @@ def create_app(settings: Settings) -> FastAPI:
             "backward": body.backward,
             "draft": bool(body.draft),
         }
-        check_renderable(params, sizes or {})
+        output_size = check_renderable(params, sizes or {})
+        if width is None and output_size is not None:  # a short side alone follows the input's aspect
+            check_pixels(*output_size)
         return NewJob(settings.model, body.task, body.seconds, params, inputs, source_id)
 
     @contextlib.contextmanager
@@ -527,6 +535,8 @@ def create_app(settings: Settings) -> FastAPI:
             fields["size"] = f"{p['width']}x{p['height']}"
         elif p.get("aspect"):
             fields["aspect"], fields["resolution"] = p["aspect"], p.get("size")
+        elif p.get("size"):
+            fields["resolution"] = p["size"]
         fields.update({k: v for k, v in body.model_dump().items() if v is not None})
         fields.update(task=task, **changes)
         try:

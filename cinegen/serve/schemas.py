@@ -39,7 +39,13 @@ class VideoCreate(Overrides):
     aspect: str | None = Field(
         None, pattern=r"^[1-9][0-9]?:[1-9][0-9]?$", description='e.g. "16:9" (not with size).'
     )
-    resolution: int | None = Field(None, ge=16, le=2048, description="Short side in pixels, with aspect.")
+    resolution: int | None = Field(
+        None,
+        ge=16,
+        le=2048,
+        description="Short side in pixels; with aspect, or alone to follow the uploaded image's or "
+        "video's aspect (without one, the model's).",
+    )
     seconds: float = Field(2.0, gt=0, le=600)
     fps: float = Field(8.0, ge=1, le=60)
     sampler: Literal["euler", "heun"] = "euler"
@@ -53,9 +59,7 @@ class VideoCreate(Overrides):
     @model_validator(mode="after")
     def _one_way_to_size(self) -> VideoCreate:
         if self.size is not None and (self.aspect is not None or self.resolution is not None):
-            raise ValueError("give either size, or aspect (with an optional resolution), not both")
-        if self.resolution is not None and self.aspect is None:
-            raise ValueError("resolution needs aspect")
+            raise ValueError("give either size, or aspect and/or resolution, not both")
         return self
 
 

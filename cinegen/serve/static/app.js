@@ -50,6 +50,13 @@ function selectTab(tab, focus = false) {
   for (const field of document.querySelectorAll("#task-inputs .field")) {
     field.hidden = !field.dataset.for.split(" ").includes(task);
   }
+  // A task with an input follows its aspect unless one is chosen: a fixed 16:9 refused every
+  // image of another shape (the API asks for the video's aspect) and cropped every such video.
+  const takesInput = ["image", "edit", "extend"].includes(task);
+  const aspect = $("#aspect");
+  $("#aspect-input").hidden = !takesInput;
+  if (takesInput && !aspect.dataset.chosen) aspect.value = "";
+  if (!takesInput && aspect.value === "") aspect.value = "16:9";
 }
 function setupTabs() {
   const tabs = [...document.querySelectorAll("[role=tab]")];
@@ -71,8 +78,7 @@ function formBody() {
   const value = (id) => $("#" + id).value.trim();
   form.append("prompt", value("prompt"));
   form.append("task", task === "image" ? "generate" : task);
-  form.append("aspect", value("aspect"));
-  for (const id of ["resolution", "seconds", "seed", "steps", "guidance", "fps", "negative_prompt"]) {
+  for (const id of ["aspect", "resolution", "seconds", "seed", "steps", "guidance", "fps", "negative_prompt"]) {
     if (value(id) !== "") form.append(id, value(id));
   }
   form.append("draft", $("#draft").checked ? "true" : "false");
@@ -211,6 +217,7 @@ document.addEventListener("DOMContentLoaded", () => {
     $("#key-box").open = false;
     refresh();
   });
+  $("#aspect").addEventListener("change", () => { $("#aspect").dataset.chosen = "1"; });
   setupTabs();
   $("#create").addEventListener("submit", create);
   refresh();

@@ -114,6 +114,17 @@ def test_page_generates_a_video_that_plays(tmp_path: Path) -> None:
             page.click("#tab-generate")
             assert page.input_value("#aspect") == "16:9"  # text has no input to follow
 
+            # A job can be cancelled from its card, by a button that is named what it shows.
+            page.click("#tab-generate")
+            page.get_by_label("Prompt", exact=True).fill("a slow one")
+            page.get_by_label("Duration (seconds)").fill("2")
+            page.get_by_label("Steps", exact=True).fill("100")
+            page.get_by_role("button", name="Generate").click()
+            slow = page.locator("#gallery li.card", has_text="a slow one")
+            slow.get_by_role("button", name="Cancel: a slow one").click(timeout=10_000)
+            page.wait_for_selector("#gallery li.card[data-status=cancelled]", timeout=30_000)
+            assert slow.get_by_role("button", name="Delete: a slow one").is_visible()
+
             shot = tmp_path / "serve_page.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 1000

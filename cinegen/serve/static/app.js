@@ -143,7 +143,6 @@ function renderCard(video) {
     card.querySelector(".prompt").textContent = video.prompt;
     for (const b of card.querySelectorAll("[data-act]")) {
       b.addEventListener("click", () => followUp(video, b.dataset.act));
-      b.setAttribute("aria-label", b.textContent + ": " + video.prompt);
     }
     cards.set(video.id, card);
   }
@@ -160,6 +159,8 @@ function renderCard(video) {
   for (const b of card.querySelectorAll("[data-act]")) {
     b.hidden = b.dataset.act !== "delete" && !done;
     if (b.dataset.act === "delete") b.textContent = active ? "Cancel" : "Delete";
+    // Labelled after the text is set: labelled once, a running job's Cancel was read out as "Delete".
+    b.setAttribute("aria-label", b.textContent + ": " + video.prompt);
   }
   const player = card.querySelector("video");
   player.setAttribute("aria-label", video.prompt);

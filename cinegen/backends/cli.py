@@ -105,13 +105,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     if not rows:
         print("no models found (the shipped model is in weights/; pass --dir FOLDER or set CINEGEN_MODELS)")
         return 0
-    width = max(len(r["name"]) for r in rows)
-    kind = max(len(r.get("pipeline") or "-") for r in rows)
-    for r in rows:
-        print(
-            f"{r['name']:<{width}}  {r['family'] or '-':<9}  {r.get('pipeline') or '-':<{kind}}  "
-            f"{r['status']:<3}  {r['path']}"
-        )
+    table = [("name", "family", "pipeline", "status", "path")] + [
+        (r["name"], r["family"] or "-", r.get("pipeline") or "-", r["status"], r["path"]) for r in rows
+    ]
+    widths = [max(len(row[k]) for row in table) for k in range(3)]  # status and path: as long as they are
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)), row[3].ljust(6), row[4], sep="  ")
     return 0
 
 

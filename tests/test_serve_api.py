@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import subprocess
 import time
 import zipfile
 import zlib
@@ -18,7 +19,7 @@ import pytest
 from PIL import Image
 
 from cinegen.media import read_image, read_video, write_video
-from cinegen.serve.testing import Server, make_test_model, wait_for
+from cinegen.serve.testing import Server, cli, make_test_model, wait_for
 
 SMALL = {
     "prompt": "a red ball moves right on a white background",
@@ -269,6 +270,24 @@ def test_the_local_users_quotas_are_set_by_flags(tmp_path: Path, server: Server)
             assert "its limit is 6" in body["message"]
     finally:
         local.stop()
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--port", "99999"], "--port 99999"),  # was an OverflowError traceback
+        (["--lease-seconds", "0"], "--lease-seconds 0"),  # these started a server that refused all
+        (["--max-seconds", "0"], "--max-seconds 0"),
+        (["--max-upload-mb", "-1"], "--max-upload-mb -1"),
+    ],
+)
+def test_serve_refuses_bad_flags_in_one_line(tmp_path: Path, flags: list[str], named: str) -> None:
+    try:
+        run = cli("serve", "--storage", str(tmp_path), "--workers", "0", "--port", "0", *flags, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"cinegen serve {' '.join(flags)} started instead of refusing")
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith(f"cinegen: error: {named} ") and run.stderr.count("\n") == 1, run.stderr
 
 
 def test_follow_ups_build_on_a_finished_video(alice: httpx.Client) -> None:

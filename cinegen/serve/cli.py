@@ -133,6 +133,7 @@ def keys_create(args: argparse.Namespace) -> int:
 def worker(args: argparse.Namespace) -> int:
     from cinegen.serve.worker import Worker
 
+    _check_lease(args.lease_seconds)
     _logging()
     w = Worker(
         _settings(args, lease_seconds=args.lease_seconds), device=args.device, parent_pid=args.parent_pid
@@ -140,6 +141,13 @@ def worker(args: argparse.Namespace) -> int:
     w.install_signal_handlers()
     w.run(max_jobs=args.max_jobs)
     return 0
+
+
+def _check_lease(seconds: float) -> None:
+    # Heartbeats come every third of a lease; below a second they are a busy loop of database
+    # writes, and at 0 every running job expired at once and was re-queued until it failed.
+    if not seconds >= 1:
+        raise UserError(f"--lease-seconds {seconds:g} must be at least 1")
 
 
 def _is_loopback(host: str) -> bool:
@@ -166,6 +174,19 @@ def serve(args: argparse.Namespace) -> int:
             f"--max-concurrent {args.max_concurrent} must be at least 1 and "
             f"--max-seconds-per-day {args.max_seconds_per_day:g} positive"
         )
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port {args.port} is not a port; use 0..65535 (0: any free one)")
+    _check_lease(args.lease_seconds)
+    # Each of these at 0 or below refused every job or upload, with a message naming the limit as the
+    # request's fault ("seconds 2 is over this server's limit of 0").
+    for flag, value in (
+        ("--max-seconds", args.max_seconds),
+        ("--max-pixels", args.max_pixels),
+        ("--max-upload-mb", args.max_upload_mb),
+        ("--max-upload-pixels", args.max_upload_pixels),
+    ):
+        if not value > 0:
+            raise UserError(f"{flag} {value:g} must be positive")
     _logging()
     settings = _settings(
         args,

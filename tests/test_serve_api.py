@@ -290,6 +290,24 @@ def test_serve_refuses_bad_flags_in_one_line(tmp_path: Path, flags: list[str], n
     assert run.stderr.startswith(f"cinegen: error: {named} ") and run.stderr.count("\n") == 1, run.stderr
 
 
+@pytest.mark.parametrize(
+    "flags, error",
+    [
+        (["--device", "banana"], "device 'banana' is not one of"),
+        (["--model", "no-such-model"], "model 'no-such-model' does not exist"),
+    ],
+)
+def test_serve_stops_when_its_workers_refuse_their_settings(
+    tmp_path: Path, flags: list[str], error: str
+) -> None:
+    try:
+        run = cli("serve", "--storage", str(tmp_path), "--port", "0", *flags, check=False)
+    except subprocess.TimeoutExpired:  # the pool restarted the failing worker every few seconds
+        pytest.fail(f"cinegen serve {' '.join(flags)} ran on with workers that cannot start")
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert error in run.stderr and "Traceback" not in run.stderr, run.stderr[-2000:]
+
+
 def test_follow_ups_build_on_a_finished_video(alice: httpx.Client) -> None:
     source = wait_for(alice, alice.post("/v1/videos", json=SMALL).json()["id"])
     queued = alice.post("/v1/videos", json=SLOW).json()

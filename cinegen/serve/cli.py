@@ -215,16 +215,13 @@ def serve(args: argparse.Namespace) -> int:
     # uvicorn shuts down on SIGTERM and then raises the signal again; left to its default action,
     # that kills this process before the `finally` below, and the workers ran on as orphans, a
     # running one holding its job until its current step ended. As SystemExit it unwinds here.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    # The pool also sends it when a worker refuses its settings: then serve exits 2, as the worker did.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(2 if pool.refused else 0))
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
     finally:
         pool.stop()
     return 0
-
-
-def _exit_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(0)
 
 
 class WorkerPool:
@@ -251,6 +248,7 @@ class WorkerPool:
             self.cmd += ["--model", str(settings.model_dir)]
         self.procs: list[subprocess.Popen] = []
         self.stopping = threading.Event()
+        self.refused = False  # a worker exited with a UserError: its settings cannot work
 
     def start(self, n: int) -> None:
         self.procs = [subprocess.Popen(self.cmd) for _ in range(n)]
@@ -260,9 +258,18 @@ class WorkerPool:
     def _watch(self) -> None:
         while not self.stopping.wait(2.0):
             for i, p in enumerate(self.procs):
-                if p.poll() is not None and not self.stopping.is_set():
-                    log.warning("worker pid %d exited with %s; starting another", p.pid, p.returncode)
-                    self.procs[i] = subprocess.Popen(self.cmd)
+                if p.poll() is None or self.stopping.is_set():
+                    continue
+                if p.returncode == 2:
+                    # Exit status 2 is a UserError (a missing --model, a --device without its
+                    # hardware): every restart failed alike, every few seconds, while the API took
+                    # jobs that no worker could run. Stop the server instead.
+                    log.error("worker pid %d refused its settings (the error above); stopping", p.pid)
+                    self.refused = True
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
+                log.warning("worker pid %d exited with %s; starting another", p.pid, p.returncode)
+                self.procs[i] = subprocess.Popen(self.cmd)
 
     def stop(self) -> None:
         self.stopping.set()

@@ -2,7 +2,9 @@
 
 One job at a time per process. While a job runs, a heartbeat thread keeps its lease alive
 (so a long decode is not mistaken for death) and the pipeline's per-step progress callback
-records progress and checks for cancellation, so a cancel stops the job within one step.
+records progress and checks for cancellation. A step of a large frame on a CPU takes minutes, so
+every module call of the model checks too, for what the heartbeat has seen: a cancel or a
+shutdown stops a job within a heartbeat (a third of the lease), not at the end of its step.
 """
 
 from __future__ import annotations
@@ -109,8 +111,17 @@ class Worker:
             if lease["state"] is not Lease.OK or self.stopping.is_set() or self.orphaned():
                 raise self._cancelled()
 
+        def interrupt(_module, _inputs) -> None:
+            # Only flags: a module call is too frequent for a database read.
+            if lease["state"] is not Lease.OK or self.stopping.is_set():
+                raise self._cancelled()
+
+        from torch.nn.modules.module import register_module_forward_pre_hook
+
         heart = threading.Thread(target=beat, name=f"heartbeat-{job.id}", daemon=True)
         heart.start()
+        # Every module's, this process's alone, and only while this job runs (one job per process).
+        interrupting = register_module_forward_pre_hook(interrupt)
         t0 = time.time()
         try:
             frames, fps, metadata = self._generate(job, progress)
@@ -131,6 +142,7 @@ class Worker:
         except Exception as e:
             self._stopped(job, e, lease["state"])
         finally:
+            interrupting.remove()
             finished.set()
             heart.join()
 

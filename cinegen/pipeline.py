@@ -1123,3 +1123,18 @@ TASK_FUNCTIONS: dict[str, Callable[[_Job], list[np.ndarray]]] = {
     "connect": task_connect,
     "loop": task_loop,
 }
+
+
+def made_frames(task: str, g: Geometry, time_factor: int, from_video: bool) -> int | None:
+    """The frames a task makes for the length `g` resolved (for extend and connect, the part it adds),
+    as the task functions above make them; None for a loop of a video, whose length follows the video.
+
+    A request's seconds become 1 + f·k frames (`frame_count`), so this is what a server shows and
+    charges as the job's length, rather than the seconds asked for (0.01 s makes 5 frames)."""
+    if task == "extend":
+        return g.frames - 1  # task_extend adds all but the first
+    if task == "connect":
+        return time_factor * (g.latent[0] - 1) - 1  # task_connect's bridge of g.latent[0] - 1 latent frames
+    if task == "loop":
+        return None if from_video else max(2, round(g.frames / time_factor)) * time_factor  # task_loop
+    return g.frames  # generate; an edit keeps at most this much of its source

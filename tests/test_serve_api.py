@@ -313,16 +313,17 @@ def test_follow_ups_build_on_a_finished_video(alice: httpx.Client) -> None:
     queued = alice.post("/v1/videos", json=SLOW).json()
     assert_error(alice.post(f"/v1/videos/{queued['id']}/extend", json={"seconds": 1}), 409, "video_not_ready")
     alice.delete(f"/v1/videos/{queued['id']}")
-    for action, body, task in (
-        ("remix", {"prompt": "a blue ball"}, "edit"),
-        ("extend", {"seconds": 1}, "extend"),
-        ("loop", {}, "loop"),
+    # seconds: the length made, 9 frames at 8 fps; extend: the 8 it adds.
+    for action, body, task, seconds in (
+        ("remix", {"prompt": "a blue ball"}, "edit", 9 / 8),
+        ("extend", {"seconds": 1}, "extend", 1.0),
+        ("loop", {}, "loop", 9 / 8),
     ):
         r = alice.post(f"/v1/videos/{source['id']}/{action}", json=body)
         assert r.status_code == 201, r.text
         job = r.json()
         assert job["task"] == task and job["remixed_from_video_id"] == source["id"]
-        assert job["seconds"] == 1 and job["size"] == "64x64"
+        assert job["seconds"] == seconds and job["size"] == "64x64"
         end = wait_for(alice, job["id"])
         assert end["status"] == "completed", end
 
@@ -377,7 +378,10 @@ def test_bad_requests_are_json_errors(alice: httpx.Client) -> None:
 
 def test_errors_name_the_bad_value_and_what_is_allowed(alice: httpx.Client) -> None:
     for body, named in (
-        ({**SMALL, "seconds": 100_000}, ["seconds 100000", "600"]),
+        # this server's limit (60), not the schema's 600, which left the real one for a second try
+        ({**SMALL, "seconds": 100_000}, ["seconds 100000 is over this server's limit of 60"]),
+        ({**SMALL, "seconds": 61}, ["seconds 61 is over this server's limit of 60"]),
+        ({**SMALL, "steps": 500}, ["steps 500 is over this server's limit of 100"]),
         ({**SMALL, "size": "7x64"}, ["width 7", "multiple of 16"]),  # was refused by a regex
         ({**SMALL, "size": "big"}, ["size 'big'", "WIDTHxHEIGHT"]),
         ({**SMALL, "size": None, "aspect": "wide"}, ["aspect 'wide'", "W:H"]),
@@ -406,7 +410,32 @@ def test_follow_up_bodies_get_the_errors_of_a_create(alice: httpx.Client) -> Non
     assert assert_error(alice.post(extend, json={}), 422)["message"] == "seconds is required"
     body = assert_error(alice.post(f"/v1/videos/{source}/loop", json={"size": "64x64"}), 422)
     assert "size is not a field" in body["message"] and "prompt" in body["message"]
+    # As strict as POST /v1/videos's JSON: a string is no number (extend took "1" as 1).
+    assert_error(alice.post("/v1/videos", json={**SMALL, "seconds": "1"}), 422)
+    for path, body in (
+        (extend, {"seconds": "1"}),
+        (f"/v1/videos/{source}/remix", {"prompt": "x", "seed": "1"}),
+    ):
+        message = assert_error(alice.post(path, json=body), 422, "invalid_request")["message"]
+        field = next(iter(set(body) - {"prompt"}))
+        assert message.startswith(f"{field} '1': Input should be a valid "), message
+    message = assert_error(alice.post(extend, json={"seconds": 1000}), 422)["message"]
+    assert message == "seconds 1000 is over this server's limit of 60"
     alice.delete(f"/v1/videos/{source}")
+
+
+def test_a_job_shows_the_length_it_makes(alice: httpx.Client) -> None:
+    # Frames come as 1 + 4k (the test model's time factor 4), at least 5: 0.01 s makes 5, as the CLI
+    # makes (and records) them; the job showed 0.01 for a video of 0.625 s.
+    tiny = alice.post("/v1/videos", json={**SMALL, "seconds": 0.01})
+    assert tiny.status_code == 201, tiny.text
+    assert tiny.json()["seconds"] == 5 / 8
+    done = wait_for(alice, tiny.json()["id"])
+    assert done["status"] == "completed" and done["metadata"]["frames"] == 5, done
+    assert done["metadata"]["request"]["frames"] == 5  # as the CLI's record of the same request
+    image = {"image": ("a.png", png_bytes(), "image/png")}
+    body = assert_error(post_files(alice, image, seconds="100000"), 422)
+    assert body["message"] == "seconds 100000 is over this server's limit of 60"  # multipart, too
 
 
 def test_resolution_alone_follows_the_uploaded_image(alice: httpx.Client) -> None:
@@ -446,6 +475,32 @@ def test_video_upload_for_edit(alice: httpx.Client, tmp_path: Path) -> None:
     )
     assert r.status_code == 201, r.text
     assert r.json()["task"] == "edit"
+
+
+def test_edit_with_a_mask_video_and_connect(alice: httpx.Client, server: Server, tmp_path: Path) -> None:
+    clip = ("clip.mp4", mp4_bytes(tmp_path), "video/mp4")
+    white = np.zeros((9, 64, 64, 3), np.uint8)
+    white[:, :, 32:] = 255  # the right half changes in every frame
+    mask = ("mask.mp4", write_video(tmp_path / "mask.mp4", white, 8).read_bytes(), "video/mp4")
+    edited = post_files(alice, {"video": clip, "mask": mask}, task="edit")  # as the CLI's --mask mask.mp4
+    assert edited.status_code == 201, edited.text  # was 422 "mask: expected an image, got a mp4 video"
+    before = set((server.storage / "uploads").iterdir())
+    small = ("small.png", png_bytes(32, 32), "image/png")
+    body = assert_error(post_files(alice, {"video": clip, "mask": small}, task="edit"), 422, "invalid_input")
+    assert body["message"] == "mask is 32x32; it must be 64x64 like the video"  # was a failed job
+    assert set((server.storage / "uploads").iterdir()) == before
+    done = wait_for(alice, edited.json()["id"])
+    assert done["status"] == "completed", done
+    assert done["metadata"]["request"]["mask"].startswith("uploads/")
+
+    other = ("other.mp4", mp4_bytes(tmp_path, frames=5), "video/mp4")
+    connected = post_files(alice, {"video": clip, "video_b": other}, task="connect")
+    assert connected.status_code == 201, connected.text
+    assert connected.json()["seconds"] == 7 / 8  # the transition: two latent frames less the joint
+    done = wait_for(alice, connected.json()["id"])
+    assert done["status"] == "completed" and done["metadata"]["frames"] == 9 + 7 + 5, done
+    body = assert_error(post_files(alice, {"video": clip}, task="connect"), 422, "invalid_request")
+    assert body["message"] == "task 'connect' needs an uploaded 'video_b'"
 
 
 def test_files_a_task_does_not_take_are_refused(alice: httpx.Client, tmp_path: Path) -> None:

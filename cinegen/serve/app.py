@@ -30,7 +30,9 @@ from cinegen.pipeline import (
     TASK_TAKES_FILES,
     TASKS,
     GenerateRequest,
+    Geometry,
     config_geometry,
+    made_frames,
     parse_aspect,
 )
 from cinegen.serve import auth
@@ -54,10 +56,17 @@ from cinegen.serve.schemas import (
 )
 from cinegen.serve.settings import Settings
 from cinegen.serve.storage import Storage
-from cinegen.serve.uploads import IMAGE_ROLES, VIDEO_ROLES, UploadLimits, UploadTooLarge, save_upload
+from cinegen.serve.uploads import (
+    IMAGE_ROLES,
+    MASK_ROLES,
+    VIDEO_ROLES,
+    UploadLimits,
+    UploadTooLarge,
+    save_upload,
+)
 
 STATIC = Path(__file__).parent / "static"
-FILE_ROLES = IMAGE_ROLES + VIDEO_ROLES
+FILE_ROLES = IMAGE_ROLES + VIDEO_ROLES + MASK_ROLES
 # The uploads whose size the output follows when none is asked for, first found first (Inputs.source_size).
 SOURCE_ROLES = ("video", "image", "last_image")
 
@@ -82,11 +91,20 @@ PATTERN_HELP = {
 }
 
 
-def _validation_message(errors: list[dict[str, Any]], fields: tuple[str, ...] = ()) -> str:
+def over_server_limit(field: str, value: float, limit: float) -> str:
+    return f"{field} {value:g} is over this server's limit of {limit:g}"
+
+
+def _validation_message(
+    errors: list[dict[str, Any]], fields: tuple[str, ...] = (), limits: dict[str, float] | None = None
+) -> str:
     """Pydantic's errors as one line that names each bad value and what is allowed instead.
 
     `fields` are the body's field names, listed when an unknown one is sent (a typo such as
-    "width" for "size" should learn the right name, not only that its own is wrong)."""
+    "width" for "size" should learn the right name, not only that its own is wrong). `limits` are
+    this server's own caps, lower than the schema's: a value over both is told the server's, or it
+    learns it only on its next try."""
+    limits = limits or {}
     parts = []
     for e in errors[:3]:
         where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "header"))
@@ -98,6 +116,8 @@ def _validation_message(errors: list[dict[str, Any]], fields: tuple[str, ...] = 
             parts.append(f"{where} is not a field{allowed}")
         elif kind == "string_pattern_mismatch" and where in PATTERN_HELP:
             parts.append(f"{where} {value!r} {PATTERN_HELP[where]}")
+        elif kind == "less_than_equal" and where in limits and _number(value) > limits[where]:
+            parts.append(over_server_limit(where, _number(value), limits[where]))
         elif where and isinstance(value, (str, int, float, bool)) and len(repr(value)) <= 80:
             parts.append(f"{where} {value!r}: {msg}")
         else:
@@ -193,6 +213,7 @@ def create_app(settings: Settings) -> FastAPI:
         responses=ERRORS,
     )
     app.state.settings, app.state.queue, app.state.storage = settings, queue, storage
+    server_limits = {"seconds": settings.max_seconds, "fps": settings.max_fps, "steps": settings.max_steps}
     app.add_middleware(
         BodyLimitMiddleware,
         max_json=settings.max_body_bytes,
@@ -240,7 +261,7 @@ def create_app(settings: Settings) -> FastAPI:
             return _error(422, "invalid_request", "the body must be a JSON object")
         body_model = FOLLOW_UP_BODIES.get(request.url.path.rsplit("/", 1)[-1])
         fields = tuple(body_model.model_fields) if body_model else ()
-        return _error(422, "invalid_request", _validation_message(errors, fields))
+        return _error(422, "invalid_request", _validation_message(errors, fields, server_limits))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -287,11 +308,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     # ------------------------------------------------------------------ job creation
 
-    def check_renderable(params: dict[str, Any], sizes: dict[str, tuple[int, int]]) -> tuple[int, int] | None:
-        """The model's own rules for the output size (its size multiple, the pipeline's bounds) and
-        images of the video's aspect, as the worker's pipeline would check them: refused before the
-        job queues rather than failing on a worker. Returns the output's (width, height), or None
-        where only a worker that loaded the model knows it."""
+    def check_renderable(params: dict[str, Any], sizes: dict[str, tuple[int, int]]) -> Geometry | None:
+        """The model's own rules for the output size (its size multiple, the pipeline's bounds),
+        images of the video's aspect and a mask of the video's size, as the worker's pipeline would
+        check them: refused before the job queues rather than failing on a worker. Returns the
+        output's geometry, or None where only a worker that loaded the model knows it."""
         if model_config is None:
             return None
         source = next((sizes[role] for role in SOURCE_ROLES if role in sizes), None)
@@ -312,7 +333,11 @@ def create_app(settings: Settings) -> FastAPI:
                     f"(aspect {g.width / g.height:.3f}); upload an image of the video's aspect, or leave "
                     "out size and aspect to follow the image",
                 )
-        return g.width, g.height
+        if "mask" in sizes and "video" in sizes and sizes["mask"] != sizes["video"]:
+            # inputs.read_mask's rule: a mask is one image or a video of exactly the source's size.
+            (mw, mh), (vw, vh) = sizes["mask"], sizes["video"]
+            raise ApiError(422, "invalid_input", f"mask is {mw}x{mh}; it must be {vw}x{vh} like the video")
+        return g
 
     def check_pixels(width: int, height: int) -> None:
         if width * height > settings.max_pixels:
@@ -334,24 +359,10 @@ def create_app(settings: Settings) -> FastAPI:
             raise ApiError(
                 422, "invalid_request", f"model {body.model!r} does not exist; GET /v1/models lists them"
             )
-        if body.seconds > settings.max_seconds:
-            raise ApiError(
-                422,
-                "invalid_request",
-                f"seconds {body.seconds:g} is over this server's limit of {settings.max_seconds:g}",
-            )
-        if body.fps > settings.max_fps:
-            raise ApiError(
-                422,
-                "invalid_request",
-                f"fps {body.fps:g} is over this server's limit of {settings.max_fps:g}",
-            )
-        if body.steps is not None and body.steps > settings.max_steps:
-            raise ApiError(
-                422,
-                "invalid_request",
-                f"steps {body.steps} is over this server's limit of {settings.max_steps}",
-            )
+        for field, limit in server_limits.items():
+            value = getattr(body, field)
+            if value is not None and value > limit:
+                raise ApiError(422, "invalid_request", over_server_limit(field, value, limit))
         # The pipeline's aspect limits, checked now (a UserError answers 422) rather than on a worker.
         aspect = parse_aspect(body.aspect) if body.aspect is not None else None
         width = height = None
@@ -397,10 +408,16 @@ def create_app(settings: Settings) -> FastAPI:
             "backward": body.backward,
             "draft": bool(body.draft),
         }
-        output_size = check_renderable(params, sizes or {})
-        if width is None and output_size is not None:  # a short side alone follows the input's aspect
-            check_pixels(*output_size)
-        return NewJob(settings.model, body.task, body.seconds, params, inputs, source_id)
+        g = check_renderable(params, sizes or {})
+        if width is None and g is not None:  # a short side alone follows the input's aspect
+            check_pixels(g.width, g.height)
+        # The job's length is what the model makes of the seconds asked for (whole latent frames:
+        # 0.01 s is 5 frames), as the CLI records the frames it made; the request keeps the seconds.
+        frames = (
+            made_frames(body.task, g, model_config.autoencoder.time_factor, "video" in inputs) if g else None
+        )
+        seconds = frames / g.fps if frames is not None else body.seconds
+        return NewJob(settings.model, body.task, seconds, params, inputs, source_id)
 
     @contextlib.contextmanager
     def removed_on_error(inputs: dict[str, str]) -> Iterator[None]:
@@ -435,7 +452,9 @@ def create_app(settings: Settings) -> FastAPI:
                 return VideoCreate.model_validate(data, strict=True), {}, {}, {}
             except ValidationError as e:
                 raise ApiError(
-                    422, "invalid_request", _validation_message(e.errors(), tuple(VideoCreate.model_fields))
+                    422,
+                    "invalid_request",
+                    _validation_message(e.errors(), tuple(VideoCreate.model_fields), server_limits),
                 ) from None
         if ctype != "multipart/form-data":
             raise ApiError(415, "unsupported_media_type", "send application/json or multipart/form-data")
@@ -478,7 +497,9 @@ def create_app(settings: Settings) -> FastAPI:
                 body = VideoCreate.model_validate(fields)
             except ValidationError as e:
                 raise ApiError(
-                    422, "invalid_request", _validation_message(e.errors(), tuple(VideoCreate.model_fields))
+                    422,
+                    "invalid_request",
+                    _validation_message(e.errors(), tuple(VideoCreate.model_fields), server_limits),
                 ) from None
             inputs: dict[str, str] = {}
             digests: dict[str, str] = {}
@@ -542,7 +563,9 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             merged = VideoCreate.model_validate(fields)
         except ValidationError as e:
-            raise ApiError(422, "invalid_request", _validation_message(e.errors())) from None
+            raise ApiError(
+                422, "invalid_request", _validation_message(e.errors(), (), server_limits)
+            ) from None
         try:
             inputs = {"video": storage.copy_to_uploads(source.output)}
         except FileNotFoundError:
@@ -710,6 +733,14 @@ def _plain_name(name: str | None) -> bool:
         and name not in (".", "..")
         and ".." not in name
     )
+
+
+def _number(value: Any) -> float:
+    """A value Pydantic found over a cap as a number (a form's fields arrive as text)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _sha256(path: Path) -> str:

@@ -31,7 +31,7 @@ class Overrides(Strict):
 
 class VideoCreate(Overrides):
     """POST /v1/videos: as JSON, or as multipart/form-data with the same fields plus input files
-    `image`, `last_image`, `mask` (PNG/JPEG) and `video`, `video_b` (mp4/webm/gif)."""
+    `image`, `last_image` (PNG/JPEG), `video`, `video_b` (mp4/webm/gif) and `mask` (either)."""
 
     prompt: str = Field(min_length=1, max_length=2000)
     model: str | None = Field(None, max_length=200, description="A model id from GET /v1/models.")
@@ -46,7 +46,13 @@ class VideoCreate(Overrides):
         description="Short side in pixels; with aspect, or alone to follow the uploaded image's or "
         "video's aspect (without one, the model's).",
     )
-    seconds: float = Field(2.0, gt=0, le=600)
+    seconds: float = Field(
+        2.0,
+        gt=0,
+        le=600,
+        description="Rendered as the nearest frame count the model makes (1 + 4k frames for the shipped "
+        "model, at least 5): the video's `seconds` says the length made.",
+    )
     fps: float = Field(8.0, ge=1, le=60)
     sampler: Literal["euler", "heun"] = "euler"
     task: Task = Field(
@@ -63,14 +69,20 @@ class VideoCreate(Overrides):
         return self
 
 
-class RemixCreate(Overrides):
+class FollowUp(Overrides):
+    # strict, as POST /v1/videos reads JSON: "1" for seconds is an error, not 1 (these bodies are
+    # JSON only; only a multipart form's fields are strings to convert).
+    model_config = ConfigDict(strict=True)
+
+
+class RemixCreate(FollowUp):
     """Re-render a finished video with a new prompt (an edit that starts from it)."""
 
     prompt: str = Field(min_length=1, max_length=2000)
     strength: float | None = Field(None, gt=0, le=1)
 
 
-class ExtendCreate(Overrides):
+class ExtendCreate(FollowUp):
     """Continue a finished video by `seconds` (or lead into it, with backward)."""
 
     seconds: float = Field(gt=0, le=600)
@@ -80,7 +92,7 @@ class ExtendCreate(Overrides):
     backward: bool = False
 
 
-class LoopCreate(Overrides):
+class LoopCreate(FollowUp):
     """Turn a finished video into a seamless loop."""
 
     prompt: str | None = Field(
@@ -108,7 +120,10 @@ class Video(BaseModel):
     completed_at: int | None = None
     task: str
     prompt: str
-    seconds: float
+    seconds: float = Field(
+        description="The length rendered (extend and connect: the part added), which the requested seconds "
+        "are rounded to: frames / fps"
+    )
     fps: float
     size: str | None = None
     seed: int | None = None

@@ -21,8 +21,10 @@ from PIL import Image
 
 from cinegen.errors import UserError
 
-IMAGE_ROLES = ("image", "last_image", "mask")
+IMAGE_ROLES = ("image", "last_image")
 VIDEO_ROLES = ("video", "video_b")
+# A mask is one image for every frame or a video of them (the CLI's --mask mask.png|mask.mp4).
+MASK_ROLES = ("mask",)
 CHUNK = 1 << 20
 
 
@@ -86,8 +88,7 @@ def save_upload(
         if found is None:
             raise UserError(f"{role}: not a PNG or JPEG image nor an mp4, webm or gif video")
         kind, suffix = found
-        want = "image" if role in IMAGE_ROLES else "video"
-        if kind != want and not (want == "video" and kind == "image"):
+        if role in IMAGE_ROLES and kind == "video":
             # A still image is a one-frame video, so a video role accepts images; not the reverse.
             raise UserError(f"{role}: expected an image, got a {suffix[1:]} video")
         if kind == "image":

@@ -1,5 +1,6 @@
 """The web page in a real browser (Debian chromium driven by Playwright): type a prompt, submit,
-wait for the video, check that the <video> element plays, save a screenshot."""
+wait for the video, check that the <video> element plays, save a screenshot; connect two videos
+and edit with a mask through their tabs."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
+from cinegen.media import write_video
 from cinegen.serve.testing import Server, make_test_model
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -132,6 +135,80 @@ def test_page_generates_a_video_that_plays(tmp_path: Path) -> None:
                 target = Path(os.environ["CINEGEN_ARTIFACTS"])
                 target.mkdir(parents=True, exist_ok=True)
                 shutil.copy(shot, target / shot.name)
+            browser.close()
+    finally:
+        server.stop()
+
+
+LATEST = (
+    "fetch('/v1/videos?limit=1', {headers: {Authorization: 'Bearer ' + localStorage"
+    ".getItem('cinegen-key')}}).then(r => r.json()).then(l => l.data[0])"
+)
+
+
+def submit_and_wait(page, done: int) -> dict:
+    """Press Generate, expect "Queued", wait for the `done`-th completed card; the newest video."""
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.wait_for_function("document.querySelector('#message').textContent.startsWith('Queued')")
+    page.wait_for_selector(f"#gallery li.card[data-status=completed] >> nth={done - 1}", timeout=90_000)
+    return page.evaluate(LATEST)
+
+
+def test_page_connects_two_videos_and_edits_with_a_mask(tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (.[dev])")
+    server = Server(tmp_path / "data", make_test_model(tmp_path / "model"), workers=1).start()
+    key = server.new_key("browser")
+    rng = np.random.default_rng(0)
+    clips = []
+    for name in ("a.mp4", "b.mp4"):  # 9 frames: two latent frames after the first
+        clips.append(str(write_video(tmp_path / name, rng.integers(0, 255, (9, 64, 64, 3), np.uint8), 8)))
+    mask = tmp_path / "mask.png"  # regenerate the right half
+    Image.fromarray(np.repeat(np.repeat([[0, 255]], 64, 0), 32, 1).astype(np.uint8)).save(mask)
+    small_mask = tmp_path / "small_mask.png"
+    Image.new("L", (32, 32), 255).save(small_mask)
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch_persistent_context(
+                str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=FLAGS
+            )
+            page = browser.new_page()
+            console_errors = []
+            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+            page.goto(f"{server.url}/#key={key}")
+            page.wait_for_load_state("networkidle")
+            assert console_errors == []  # the browser's /favicon.ico request was a 404 here
+
+            page.click("#tab-connect")
+            assert page.get_attribute("#tab-connect", "aria-selected") == "true"
+            page.get_by_label("First video").set_input_files(clips[0])
+            page.get_by_label("Second video").set_input_files(clips[1])
+            assert not page.is_visible("#mask") and not page.is_visible("#strength")
+            page.get_by_label("Prompt", exact=True).fill("the ball rolls from one clip into the other")
+            page.get_by_label("Short side (pixels)").select_option("64")
+            page.get_by_label("Duration (seconds)").fill("1")
+            page.click("text=More settings")
+            page.get_by_label("Steps", exact=True).fill("2")
+            assert page.input_value("#aspect") == ""  # "same as the input"
+            connected = submit_and_wait(page, 1)
+            assert connected["task"] == "connect" and connected["status"] == "completed", connected
+            assert connected["metadata"]["request"]["video_b"].startswith("uploads/")
+            assert connected["size"] == "64x64"
+            assert connected["metadata"]["frames"] == 9 + connected["seconds"] * 8 + 9  # A, transition, B
+
+            page.click("#tab-edit")
+            assert page.text_content("label[for=video]").startswith("Source video")
+            assert not page.is_visible("#video_b")
+            page.get_by_label("Source video").set_input_files(clips[0])
+            page.get_by_label("Mask").set_input_files(str(small_mask))
+            page.get_by_label("Prompt", exact=True).fill("a blue ball on the right")
+            page.get_by_role("button", name="Generate", exact=True).click()
+            page.wait_for_function("document.querySelector('#message').classList.contains('error')")
+            assert page.text_content("#message") == "mask is 32x32; it must be 64x64 like the video"
+
+            page.get_by_label("Mask").set_input_files(str(mask))
+            edited = submit_and_wait(page, 2)
+            assert edited["task"] == "edit" and edited["status"] == "completed", edited
+            assert edited["metadata"]["request"]["mask"].startswith("uploads/")
             browser.close()
     finally:
         server.stop()

@@ -50,9 +50,12 @@ function selectTab(tab, focus = false) {
   for (const field of document.querySelectorAll("#task-inputs .field")) {
     field.hidden = !field.dataset.for.split(" ").includes(task);
   }
+  const videoLabel = $("label[for=video]");
+  videoLabel.dataset.source ||= videoLabel.textContent;
+  videoLabel.textContent = task === "connect" ? videoLabel.dataset.connect : videoLabel.dataset.source;
   // A task with an input follows its aspect unless one is chosen: a fixed 16:9 refused every
   // image of another shape (the API asks for the video's aspect) and cropped every such video.
-  const takesInput = ["image", "edit", "extend"].includes(task);
+  const takesInput = ["image", "edit", "extend", "connect"].includes(task);
   const aspect = $("#aspect");
   $("#aspect-input").hidden = !takesInput;
   if (takesInput && !aspect.dataset.chosen) aspect.value = "";
@@ -83,7 +86,12 @@ function formBody() {
   }
   form.append("draft", $("#draft").checked ? "true" : "false");
   if (task === "image") addFile(form, "image");
-  if (task === "edit") { addFile(form, "video"); form.append("strength", value("strength")); }
+  if (task === "edit") {
+    addFile(form, "video");
+    if ($("#mask").files[0]) addFile(form, "mask");
+    form.append("strength", value("strength"));
+  }
+  if (task === "connect") { addFile(form, "video"); addFile(form, "video_b"); }
   if (task === "extend") { addFile(form, "video"); form.append("backward", $("#backward").checked ? "true" : "false"); }
   return form;
 }

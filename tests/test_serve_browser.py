@@ -209,6 +209,8 @@ def test_page_connects_two_videos_and_edits_with_a_mask(tmp_path: Path) -> None:
             edited = submit_and_wait(page, 2)
             assert edited["task"] == "edit" and edited["status"] == "completed", edited
             assert edited["metadata"]["request"]["mask"].startswith("uploads/")
+            # Strength left empty: the server's default, 1 with a mask (the page sent 0.7 always).
+            assert edited["metadata"]["request"]["strength"] is None
             browser.close()
     finally:
         server.stop()

@@ -89,7 +89,8 @@ function formBody() {
   if (task === "edit") {
     addFile(form, "video");
     if ($("#mask").files[0]) addFile(form, "mask");
-    form.append("strength", value("strength"));
+    // Empty: the server's default, as the CLI's (1 with a mask: the masked part is drawn anew).
+    if (value("strength") !== "") form.append("strength", value("strength"));
   }
   if (task === "connect") { addFile(form, "video"); addFile(form, "video_b"); }
   if (task === "extend") { addFile(form, "video"); form.append("backward", $("#backward").checked ? "true" : "false"); }

@@ -163,6 +163,27 @@ def test_video_loop_starts_with_the_clip_and_bridges_back(pipe, clips):
     assert np.array_equal(out[: len(b)], b) and len(out) == len(b) + 7  # a bridge of 2 latent frames
 
 
+def test_made_frames_is_what_each_task_makes(pipe, clips):
+    """The server shows and charges a job's length from `made_frames`, before anything runs: it must
+    agree with what the task functions make (the frames they add to any given clip)."""
+    from cinegen.pipeline import made_frames
+
+    a, b = str(clips / "a.mp4"), str(clips / "b.mp4")
+    given = {"a": len(src(clips, "a.mp4")), "b": len(src(clips, "b.mp4"))}
+    for req, kept in [
+        (GenerateRequest("x", seconds=0.01), 0),
+        (GenerateRequest("x", seconds=2), 0),
+        (GenerateRequest("x", task="extend", video=a, seconds=3), given["a"]),
+        (GenerateRequest("x", task="extend", video=a, seconds=1, backward=True), given["a"]),
+        (GenerateRequest("x", task="connect", video=a, video_b=b, seconds=1), given["a"] + given["b"]),
+        (GenerateRequest("x", task="connect", video=a, video_b=b, seconds=2), given["a"] + given["b"]),
+        (GenerateRequest("x", task="loop", frames=17), 0),
+        (GenerateRequest("x", task="loop", seconds=3), 0),
+    ]:
+        made = made_frames(req.task, pipe.validate(req), pipe.backend.time_factor, req.video is not None)
+        assert made == len(pipe.run(req).frames) - kept, req
+
+
 def test_mask_edit_keeps_outside_exactly_and_changes_inside(pipe, clips, tmp_path):
     source = src(clips, "a.mp4")
     mask = np.zeros((32, 32, 3), np.uint8)

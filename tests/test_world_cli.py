@@ -111,6 +111,9 @@ def test_eval_takes_the_prompt_as_an_argument_or_from_what_cinegen_recorded(tmp_
     assert scores[0] == scores[1] == scores[2] and scores[0]["prompt"] == caption
     assert main(["eval", str(plain)]) == 2
     assert "holds no prompt recorded by cinegen" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "missing.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.mp4' does not exist" in err and "prompt" not in err
 
 
 @pytest.mark.parametrize(("task", "message"), [("teleport", "unknown task 'teleport'; allowed: image2video"),

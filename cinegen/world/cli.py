@@ -123,10 +123,12 @@ def _clip_prompt(video: Path, positional: str | None, option: str | None) -> str
         if not given.strip():
             raise UserError("the prompt is empty; give the text the clip was made from")
         return given
-    from cinegen.media import read_metadata
+    from cinegen.media import read_metadata, read_video
 
+    if not video.is_file():
+        read_video(video)  # its one-line error (no such file) comes before asking for a prompt
     try:
-        request = read_metadata(video).get("request", {}) if video.is_file() else {}
+        request = read_metadata(video).get("request", {})
     except (ValueError, AttributeError, OSError):  # another tool's comment, or an unreadable file
         request = {}
     recorded = request.get("prompt") if isinstance(request, dict) else None

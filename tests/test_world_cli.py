@@ -113,7 +113,7 @@ def test_eval_takes_the_prompt_as_an_argument_or_from_what_cinegen_recorded(tmp_
     assert "holds no prompt recorded by cinegen" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "missing.mp4")]) == 2
     err = capsys.readouterr().err
-    assert "missing.mp4' does not exist" in err and "prompt" not in err
+    assert "missing.mp4' does not exist" in err and "give the clip's prompt" not in err
 
 
 @pytest.mark.parametrize(("task", "message"), [("teleport", "unknown task 'teleport'; allowed: image2video"),

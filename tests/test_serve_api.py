@@ -326,6 +326,12 @@ def test_follow_ups_build_on_a_finished_video(alice: httpx.Client) -> None:
         assert job["seconds"] == seconds and job["size"] == "64x64"
         end = wait_for(alice, job["id"])
         assert end["status"] == "completed", end
+        if task == "extend":
+            extended = end
+    # A remix of the extended video redraws all of it (9 + 8 frames), not the 8 frames its job added.
+    remix = wait_for(alice, alice.post(f"/v1/videos/{extended['id']}/remix", json={"prompt": "x"}).json()["id"])
+    assert remix["status"] == "completed" and remix["seconds"] == 17 / 8
+    assert remix["metadata"]["frames"] == extended["metadata"]["frames"] == 17
 
 
 def test_a_follow_up_owns_its_copy_of_the_source(alice: httpx.Client) -> None:

@@ -552,6 +552,10 @@ def create_app(settings: Settings) -> FastAPI:
             "sampler": p["sampler"],
             "draft": p.get("draft", False),
         }
+        written = json.loads(source.metadata_json or "{}")
+        if task == "edit" and written.get("frames"):
+            # A remix redraws the whole video; an extension's or a connection's job made only part of it.
+            fields["seconds"] = written["frames"] / written["fps"]
         if p.get("width"):
             fields["size"] = f"{p['width']}x{p['height']}"
         elif p.get("aspect"):

@@ -1137,4 +1137,8 @@ def made_frames(task: str, g: Geometry, time_factor: int, from_video: bool) -> i
         return time_factor * (g.latent[0] - 1) - 1  # task_connect's bridge of g.latent[0] - 1 latent frames
     if task == "loop":
         return None if from_video else max(2, round(g.frames / time_factor)) * time_factor  # task_loop
-    return g.frames  # generate; an edit keeps at most this much of its source
+    if task == "edit":
+        # source_latents cuts the source to MAX_CANVAS_LATENTS (61 frames for the shipped model)
+        # with a note, whatever the seconds; a shorter source makes less still.
+        return min(g.frames, 1 + time_factor * (MAX_CANVAS_LATENTS - 1))
+    return g.frames  # generate

@@ -184,6 +184,20 @@ def test_made_frames_is_what_each_task_makes(pipe, clips):
         assert made == len(pipe.run(req).frames) - kept, req
 
 
+def test_made_frames_of_an_edit_is_at_most_what_an_edit_keeps(pipe, tmp_path):
+    """An edit keeps at most MAX_CANVAS_LATENTS of its source, whatever the seconds asked: the
+    server showed and charged a 20 s edit (or a remix of a long video) as 161 frames, not 61."""
+    from cinegen.pipeline import MAX_CANVAS_LATENTS, made_frames
+
+    f = pipe.backend.time_factor
+    longest = 1 + f * (MAX_CANVAS_LATENTS - 1)
+    long = tmp_path / "long.mp4"
+    write_video(long, np.zeros((longest + 2 * f, 32, 32, 3), np.uint8), 8.0)
+    req = GenerateRequest("x", task="edit", video=str(long), seconds=20, steps=1)
+    made = made_frames("edit", pipe.validate(req), f, True)
+    assert made == longest == len(pipe.run(req).frames)
+
+
 def test_mask_edit_keeps_outside_exactly_and_changes_inside(pipe, clips, tmp_path):
     source = src(clips, "a.mp4")
     mask = np.zeros((32, 32, 3), np.uint8)

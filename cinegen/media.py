@@ -255,9 +255,11 @@ def _gray_to_8_bits(path: Path, image: Image.Image) -> np.ndarray:
     if image.mode == "F":
         # A float image's brightness is 0..1 (as float TIFFs from scientific and HDR tools keep it).
         # One holding other values (0..255, or HDR above 1) has no scale we could be sure of.
-        low, high = (float(values.min()), float(values.max())) if np.isfinite(values).all() else (np.nan, np.nan)
+        low, high = float(values.min()), float(values.max())  # NaN if any is NaN
         if not 0 <= low <= high <= 1:
-            found = "values that are not numbers" if np.isnan(low) else f"values from {low:g} to {high:g}"
+            # An overflowed HDR pixel is infinite, not "not a number".
+            found = ("values that are not numbers" if np.isnan(low) else "infinite values" if np.isinf(values).any()
+                     else f"values from {low:g} to {high:g}")
             raise UserError(f"{str(path)!r} is a floating-point image with {found}; allowed: brightness "
                             "0..1 (save it as an 8- or 16-bit image otherwise)")
         scale = 255.0

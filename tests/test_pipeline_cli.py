@@ -90,6 +90,7 @@ def test_a_float_tiff_reads_its_0_to_1_brightness(tmp_path):
 @pytest.mark.parametrize(("values", "message"), [
     (np.full((8, 8), 255.0, np.float32), "a floating-point image with values from 255 to 255; allowed: brightness 0..1"),
     (np.full((8, 8), np.nan, np.float32), "a floating-point image with values that are not numbers"),
+    (np.full((8, 8), np.inf, np.float32), "a floating-point image with infinite values; allowed"),
     (np.full((8, 8), 70000, np.int32), "an integer image with values from 70000 to 70000; allowed: 0..65535"),
 ])
 def test_an_image_whose_brightness_scale_is_unknown_is_refused(tmp_path, values, message):

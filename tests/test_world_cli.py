@@ -111,6 +111,18 @@ def test_eval_takes_the_prompt_as_an_argument_or_from_what_cinegen_recorded(tmp_
     assert scores[0] == scores[1] == scores[2] and scores[0]["prompt"] == caption
     assert main(["eval", str(plain)]) == 2
     assert "holds no prompt recorded by cinegen" in capsys.readouterr().err
+    deep = tmp_path / "deep.mp4"  # another tool's comment, JSON nested too deep to parse: a traceback
+    import av
+
+    with av.open(str(plain)) as src, av.open(str(deep), "w") as dst:
+        dst.metadata["comment"] = "[" * 100_000 + "]" * 100_000
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                dst.mux(packet)
+    assert main(["eval", str(deep)]) == 2
+    assert "holds no prompt recorded by cinegen" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "missing.mp4")]) == 2
     err = capsys.readouterr().err
     assert "missing.mp4' does not exist" in err and "give the clip's prompt" not in err

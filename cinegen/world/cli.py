@@ -129,7 +129,8 @@ def _clip_prompt(video: Path, positional: str | None, option: str | None) -> str
         read_video(video)  # its one-line error (no such file) comes before asking for a prompt
     try:
         request = read_metadata(video).get("request", {})
-    except (ValueError, AttributeError, OSError):  # another tool's comment, or an unreadable file
+    # Another tool's comment (RecursionError: JSON nested too deep to parse), or an unreadable file.
+    except (ValueError, AttributeError, OSError, RecursionError):
         request = {}
     recorded = request.get("prompt") if isinstance(request, dict) else None
     if not isinstance(recorded, str) or not recorded.strip():

@@ -126,6 +126,10 @@ def test_eval_takes_the_prompt_as_an_argument_or_from_what_cinegen_recorded(tmp_
     assert main(["eval", str(tmp_path / "missing.mp4")]) == 2
     err = capsys.readouterr().err
     assert "missing.mp4' does not exist" in err and "give the clip's prompt" not in err
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    assert main(["eval", str(tmp_path / "broken.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert "broken.mp4' is not a readable video" in err and "give the clip's prompt" not in err
 
 
 @pytest.mark.parametrize(("task", "message"), [("teleport", "unknown task 'teleport'; allowed: image2video"),

@@ -123,10 +123,9 @@ def _clip_prompt(video: Path, positional: str | None, option: str | None) -> str
         if not given.strip():
             raise UserError("the prompt is empty; give the text the clip was made from")
         return given
-    from cinegen.media import read_metadata, read_video
+    from cinegen.media import check_video, read_metadata
 
-    if not video.is_file():
-        read_video(video)  # its one-line error (no such file) comes before asking for a prompt
+    check_video(video)  # a missing or unreadable file is told so (headers only) before asking for a prompt
     try:
         request = read_metadata(video).get("request", {})
     # Another tool's comment (RecursionError: JSON nested too deep to parse), or an unreadable file.

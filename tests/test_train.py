@@ -49,13 +49,16 @@ def torchrun(statement: str, *args) -> None:
     """Run `statement` (with `config` and `train` imported, `sys.argv[1:]` = args) in 2 gloo processes."""
     script = f"import sys; from tests.test_train import config; from cinegen.train import train; {statement}"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
-    # One elastic restart, as a real run would have: on the loaded 2-core CI machine a gloo rank
-    # was once aborted (SIGABRT) in about 80 launches (stop 32). The restart resumes from the last
-    # checkpoint, which exact resume makes the same run; a failure that repeats still fails.
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--max-restarts", "1",
-           "--rdzv-backend", "c10d", "--rdzv-endpoint", "localhost:0", "--no-python", sys.executable, "-c", script,
-           *map(str, args)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--rdzv-backend", "c10d",
+           "--rdzv-endpoint", "localhost:0", "--no-python", sys.executable, "-c", script, *map(str, args)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0 and "exitcode: -6" in proc.stderr:
+        # On the loaded 2-core CI machine a gloo rank is now and then aborted ("terminate called
+        # without an active exception", SIGABRT): about one launch in 100, seen at process exit
+        # after the run had finished (stop 33). torchrun's own restart then failed to connect its
+        # ranks, so the launch is made again instead: the run resumes from its last checkpoint,
+        # which exact resume makes the same run. Any other failure, or a second abort, still fails.
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[:3000] + "\n...\n" + proc.stderr[-2000:]
 
 

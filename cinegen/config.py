@@ -235,9 +235,9 @@ class TrainConfig:
     context_noise: float = 0.0
     # Autoencoder stage: train the decoder only, keeping the (EMA) encoder a denoiser was trained on.
     freeze_encoder: bool = False
-    # Autoencoder stage: train only these parts added after the decoder, "gate" (`gate_width`),
-    # on the encoder and decoder it starts from (`init_from`),
-    # which stay as they are, so the denoiser and its latents need nothing new. Empty: everything.
+    # Autoencoder stage: train only these parts added after the decoder, "gate" (`gate_width`), on
+    # the encoder and decoder it starts from (`init_from`), which stay as they are, so the denoiser
+    # and its latents need nothing new. Empty: everything.
     train_only: tuple[str, ...] = ()
     # Autoencoder stage: decode latents with added noise, its std (in units of each latent
     # channel's std) drawn per clip from [0, latent_noise]. A denoiser's latents are a little off;

@@ -128,7 +128,7 @@ def _clip_prompt(video: Path, positional: str | None, option: str | None) -> str
     check_video(video)  # a missing or unreadable file is told so (headers only) before asking for a prompt
     try:
         request = read_metadata(video).get("request", {})
-    # Another tool's comment (RecursionError: JSON nested too deep to parse), or an unreadable file.
+    # Another tool's comment: not JSON, not an object, or nested too deep to parse (RecursionError).
     except (ValueError, AttributeError, OSError, RecursionError):
         request = {}
     recorded = request.get("prompt") if isinstance(request, dict) else None

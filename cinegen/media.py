@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
 import re
 import tempfile
@@ -285,6 +286,8 @@ def read_first_frame(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -
     try:
         with Image.open(path) as image:
             _check_pixels(path, image.width, image.height, limits)
+            if image.format == "GIF":  # an --image GIF cut short gave its first frame as if whole
+                _check_gif_whole(path)
             frames_in_file = getattr(image, "n_frames", 1)  # counted from frame headers; seeks back to frame 0
             # A camera's JPEG is stored as the sensor saw it, with an EXIF tag saying how to turn it:
             # a portrait photo came in on its side.
@@ -323,6 +326,8 @@ def read_video(
                 raise UserError(f"{str(path)!r} has no video stream")
             stream = container.streams.video[0]
             _check_pixels(path, stream.codec_context.width, stream.codec_context.height, limits)
+            if container.format.name == "gif":
+                _check_gif_whole(path)
             rate = stream.average_rate or stream.guessed_rate or 8
             fps = float(rate)
             times = []
@@ -364,6 +369,53 @@ def read_video(
     return np.stack(frames), fps
 
 
+def gif_frames_if_cut(path: str | os.PathLike) -> int | None:
+    """How many whole frames a GIF holds if it ends before its trailer (the byte 0x3B that closes every
+    GIF): a file cut short, at a frame's end or partway through one. None for a whole GIF, and for a
+    file that is not one (or too short for its own header: the decoders refuse that).
+
+    FFmpeg and Pillow both stop at the end of the data without an error, so a GIF cut short loaded as
+    a shorter clip (its last frame partly drawn when cut inside it), where a cut mp4 or WebM is refused.
+    The blocks are walked by their lengths, without decoding. Bytes after the trailer are ignored, and
+    an unknown block label is skipped a byte at a time, as Pillow reads it."""
+    with open(path, "rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        if len(data) < 13 or data[:6] not in (b"GIF87a", b"GIF89a"):
+            return None
+        at = 13  # header (6 bytes), logical screen descriptor (7)
+        if data[10] & 0x80:  # a global colour table
+            at += 3 << ((data[10] & 7) + 1)
+        frames = 0
+        while at < len(data):
+            label = data[at]
+            at += 1
+            if label == 0x3B:  # the trailer: the file is whole
+                return None
+            if label == 0x21:  # an extension: its type, then data sub-blocks
+                at += 1
+            elif label == 0x2C:  # a frame: descriptor (9 bytes), local colour table, LZW code size, sub-blocks
+                if at + 9 > len(data):
+                    break
+                if data[at + 8] & 0x80:
+                    at += 3 << ((data[at + 8] & 7) + 1)
+                at += 10
+            else:
+                continue
+            while at < len(data) and data[at]:  # sub-blocks: a length of 1-255 and that many bytes; 0 ends them
+                at += 1 + data[at]
+            if at >= len(data):
+                break
+            at += 1
+            frames += label == 0x2C
+        return frames
+
+
+def _check_gif_whole(path: Path) -> None:
+    frames = gif_frames_if_cut(path)
+    if frames is not None:
+        raise UserError(f"{str(path)!r} is damaged at frame {frames}: it ends after {frames} whole frame(s), "
+                        "without the trailer (byte 0x3B) that closes a whole GIF (a file cut short)")
+
+
 def _of_declared(stream) -> str:
     return f" of the {stream.frames} its header declares" if stream.frames else ""
 
@@ -378,7 +430,7 @@ def _frame_end(frame, fps: float) -> float | None:
 def _declared_seconds(stream) -> float | None:
     """How long the video stream's header says it is: mp4's track duration, or the DURATION tag
     Matroska and WebM keep per stream; None where there is none. (A GIF's is counted from the
-    frames that are there, so a cut GIF still passes.)"""
+    frames that are there: a cut GIF is found by its missing trailer, `gif_frames_if_cut`.)"""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     match = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", stream.metadata.get("DURATION", ""))

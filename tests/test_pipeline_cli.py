@@ -156,6 +156,72 @@ def test_a_video_damaged_partway_is_refused_naming_the_frame(tmp_path, suffix, d
     assert 0 < int(re.search(r"frame (\d+)", str(error.value))[1]) < 48 and "\n" not in str(error.value)
 
 
+def _gif(path, maker, frames):
+    """`frames` as a GIF written by cinegen, Pillow or FFmpeg (through PyAV), the tools users have."""
+    from PIL import Image
+
+    if maker == "cinegen":
+        write_video(path, frames, 8.0)
+    elif maker == "pillow":
+        images = [Image.fromarray(f) for f in frames]
+        images[0].save(path, save_all=True, append_images=images[1:], duration=125, loop=0)
+    else:
+        import av
+
+        with av.open(str(path), "w", format="gif") as container:
+            stream = container.add_stream("gif", rate=8)
+            stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "rgb8"
+            for f in frames:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="rgb8")))
+            container.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize("maker", ["cinegen", "pillow", "ffmpeg"])
+@pytest.mark.parametrize("cut", ["trailer", "frame_boundary", "partway"])
+def test_a_gif_cut_short_is_refused_naming_the_frame(tmp_path, maker, cut):
+    """A GIF ends with a trailer byte (0x3B). Cut short, at a frame's end or inside one, FFmpeg and
+    Pillow stopped at the cut without an error: a shorter clip as a video (its last frame half drawn
+    when cut inside it), and its first frame as --image, where a cut mp4 or WebM is refused."""
+    from cinegen.media import read_first_frame
+
+    t, y, x = np.ogrid[:6, :24, :32]
+    frames = np.stack(np.broadcast_arrays((8 * x + 40 * t + 0 * y) % 256, (9 * y + 0 * x + 0 * t) % 256,
+                                          (x * y + 30 * t) % 256), axis=-1).astype(np.uint8)
+    whole = _gif(tmp_path / "whole.gif", maker, frames)
+    assert len(read_video(whole)[0]) == 6 and read_first_frame(whole)[1] == 6  # the whole file is read as it was
+    data = whole.read_bytes()
+    assert data[-1:] == b";"
+    frame_starts = [m.start() for m in re.finditer(rb"\x21\xf9\x04", data)]  # each frame's control extension
+    assert len(frame_starts) == 6
+    end, whole_frames = {"trailer": (len(data) - 1, 6), "frame_boundary": (frame_starts[4], 4),
+                         "partway": (frame_starts[4] + 60, 4)}[cut]
+    path = tmp_path / "cut.gif"
+    path.write_bytes(data[:end])
+    message = rf"^'.*cut.gif' is damaged at frame {whole_frames}: it ends after {whole_frames} whole frame\(s\)"
+    with pytest.raises(UserError, match=message):
+        read_video(path)
+    with pytest.raises(UserError, match=message):  # as --image
+        read_first_frame(path)
+
+
+def test_a_gif_with_bytes_after_its_trailer_or_an_unknown_block_still_reads(tmp_path):
+    """What Pillow reads, the check for a cut GIF lets through: padding after the trailer, and a stray
+    byte between blocks (Pillow skips it)."""
+    from cinegen.media import gif_frames_if_cut, read_first_frame
+
+    frames = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    data = _gif(tmp_path / "a.gif", "pillow", frames).read_bytes()
+    padded = tmp_path / "padded.gif"
+    padded.write_bytes(data + bytes(64))
+    assert gif_frames_if_cut(padded) is None and len(read_video(padded)[0]) == 3
+    stray = tmp_path / "stray.gif"
+    second = [m.start() for m in re.finditer(rb"\x21\xf9\x04", data)][1]
+    stray.write_bytes(data[:second] + b"\x00" + data[second:])
+    assert gif_frames_if_cut(stray) is None and read_first_frame(stray)[1] == 3
+    assert gif_frames_if_cut(tmp_path / "a.gif") is None
+
+
 def _transparent_file(path, mode):
     """A 16x16 picture whose left half is fully transparent over a hidden bright green (or gray), its
     right half opaque, and (RGBA) one column half transparent; and the pixels expected on black.

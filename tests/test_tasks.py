@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -546,6 +547,13 @@ def _bad_inputs(clips, tmp_path):
     write_video(colored_mask, colored, 8)
     deep = tmp_path / "deep.json"  # nested too deep for Python's parser: a RecursionError traceback
     deep.write_text("[" * 100_000 + "]" * 100_000)
+    # a.mp4 as a GIF cut after 7 of its 9 frames (no trailer): it loaded as a 7-frame clip, or a whole image.
+    gif = write_video(tmp_path / "a.gif", src(clips, "a.mp4"), 8).read_bytes()
+    cut_gif = tmp_path / "cut.gif"
+    cut_gif.write_bytes(gif[: [m.start() for m in re.finditer(rb"\x21\xf9\x04", gif)][7]])
+    mask = write_video(tmp_path / "mask.gif", np.full((10, 32, 32, 3), 255, np.uint8), 8).read_bytes()
+    cut_mask = tmp_path / "cut_mask.gif"  # 9 of 10 frames: taken as a mask of a.mp4's 9
+    cut_mask.write_bytes(mask[: [m.start() for m in re.finditer(rb"\x21\xf9\x04", mask)][9]])
     a = str(clips / "a.mp4")
     return {
         "aspect": ["generate", "x", "--image", str(clips / "wide.png"), "--width", "32", "--height", "32"],
@@ -567,6 +575,11 @@ def _bad_inputs(clips, tmp_path):
         "deep_storyboard": ["generate", "--storyboard", str(deep)],
         "deep_from": ["generate", "--from", str(deep)],
         "deep_draft": ["finalize", str(deep)],
+        "cut_gif_edit": ["edit", str(cut_gif), "x"],
+        "cut_gif_extend": ["extend", str(cut_gif), "x"],
+        "cut_gif_loop": ["loop", "--video", str(cut_gif)],
+        "cut_gif_image": ["generate", "x", "--image", str(cut_gif)],
+        "cut_gif_mask": ["edit", a, "x", "--mask", str(cut_mask)],
     }
 
 
@@ -594,7 +607,7 @@ def _joined_sizes(path):
     "case",
     ["aspect", "short", "extend_nothing", "mask", "long_mask", "corrupt", "four_hours", "strength", "source_prompt", "storyboard",
      "storyboard_seconds", "storyboard_prompt", "finalize", "colored_mask", "joined_sizes", "deep_storyboard",
-     "deep_from", "deep_draft"],
+     "deep_from", "deep_draft", "cut_gif_edit", "cut_gif_extend", "cut_gif_loop", "cut_gif_image", "cut_gif_mask"],
 )
 def test_bad_input_one_line_exit_2_nothing_written(tiny_model_dir, clips, tmp_path, capsys, case):
     inputs = tmp_path / "in"

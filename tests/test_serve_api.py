@@ -465,6 +465,22 @@ def post_files(client: httpx.Client, files: dict, **fields) -> httpx.Response:
     return client.post("/v1/videos", data=data, files=files)
 
 
+def test_an_upload_is_what_the_pipeline_reads(tmp_path: Path) -> None:
+    """The server counts a job's source video from what `save_upload` found, before a worker reads it
+    with `media.read_video`: the frames and the rate (7 fps: a GIF's delays of 14 and 15
+    hundredths, whose mean is not its header's rate) must be the same."""
+    from cinegen.media import probe_media
+    from cinegen.serve.uploads import UploadLimits, save_upload
+
+    frames = np.random.default_rng(0).integers(0, 255, (11, 48, 32, 3), dtype=np.uint8)
+    limits = UploadLimits(max_bytes=2**24, max_pixels=2**16, max_frames=100, max_seconds=60)
+    for name in ("a.mp4", "a.webm", "a.gif", "a.png"):
+        path = write_video(tmp_path / name, frames if name != "a.png" else frames[0], 7)
+        with open(path, "rb") as f:
+            _, info = save_upload(f, "video", tmp_path / "uploads", limits)
+        assert info == probe_media(path), name
+
+
 def test_image_upload_is_decoded_and_stored_under_a_server_name(alice: httpx.Client, server: Server) -> None:
     r = post_files(alice, {"image": ("holiday photo.png", png_bytes(), "image/png")})
     assert r.status_code == 201, r.text

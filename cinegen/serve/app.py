@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cinegen.config import ModelConfig
 from cinegen.errors import UserError
 from cinegen.inputs import ASPECT_TOLERANCE
+from cinegen.media import MediaInfo
 from cinegen.pipeline import (
     DEFAULT_MODEL_DIR,
     TASK_NEEDS_FILES,
@@ -308,7 +309,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     # ------------------------------------------------------------------ job creation
 
-    def check_renderable(params: dict[str, Any], sizes: dict[str, tuple[int, int]]) -> Geometry | None:
+    def check_renderable(req: GenerateRequest, sizes: dict[str, tuple[int, int]]) -> Geometry | None:
         """The model's own rules for the output size (its size multiple, the pipeline's bounds),
         images of the video's aspect and a mask of the video's size, as the worker's pipeline would
         check them: refused before the job queues rather than failing on a worker. Returns the
@@ -317,7 +318,7 @@ def create_app(settings: Settings) -> FastAPI:
             return None
         source = next((sizes[role] for role in SOURCE_ROLES if role in sizes), None)
         try:
-            g = config_geometry(model_config, GenerateRequest(**params), source)
+            g = config_geometry(model_config, req, source)
         except UserError as e:
             raise ApiError(422, "invalid_request", str(e)) from None
         for role in ("image", "last_image"):
@@ -352,9 +353,10 @@ def create_app(settings: Settings) -> FastAPI:
         body: VideoCreate,
         inputs: dict[str, str],
         source_id: str | None = None,
-        sizes: dict[str, tuple[int, int]] | None = None,
+        media: dict[str, MediaInfo] | None = None,
     ) -> NewJob:
-        """The job a request makes; `sizes` are its uploads' (width, height) by role."""
+        """The job a request makes; `media` says what its input files are (size, frames, rate) by role."""
+        media = media or {}
         if body.model is not None and body.model != settings.model:
             raise ApiError(
                 422, "invalid_request", f"model {body.model!r} does not exist; GET /v1/models lists them"
@@ -408,7 +410,8 @@ def create_app(settings: Settings) -> FastAPI:
             "backward": body.backward,
             "draft": bool(body.draft),
         }
-        g = check_renderable(params, sizes or {})
+        req = GenerateRequest(**params)
+        g = check_renderable(req, {role: (m.width, m.height) for role, m in media.items()})
         if width is None and g is not None:  # a short side alone follows the input's aspect
             check_pixels(g.width, g.height)
         # The job's length is what the model makes of the seconds asked for (whole latent frames:
@@ -436,9 +439,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     async def parse_create(
         request: Request,
-    ) -> tuple[VideoCreate, dict[str, str], dict[str, str], dict[str, tuple[int, int]]]:
+    ) -> tuple[VideoCreate, dict[str, str], dict[str, str], dict[str, MediaInfo]]:
         """Body as VideoCreate, uploaded inputs as role → stored path, and the uploads' digests and
-        (width, height)."""
+        what they are (size, frames, rate)."""
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype == "application/json":
             try:
@@ -503,10 +506,10 @@ def create_app(settings: Settings) -> FastAPI:
                 ) from None
             inputs: dict[str, str] = {}
             digests: dict[str, str] = {}
-            sizes: dict[str, tuple[int, int]] = {}
+            media: dict[str, MediaInfo] = {}
             try:
                 for role, upload in files.items():
-                    path, sizes[role] = await run_in_threadpool(
+                    path, media[role] = await run_in_threadpool(
                         save_upload, upload.file, role, storage.uploads, upload_limits
                     )
                     inputs[role] = storage.relative(path)
@@ -514,7 +517,7 @@ def create_app(settings: Settings) -> FastAPI:
             except BaseException:
                 storage.remove(list(inputs.values()))
                 raise
-        return body, inputs, digests, sizes
+        return body, inputs, digests, media
 
     @app.post(
         "/v1/videos",
@@ -526,9 +529,9 @@ def create_app(settings: Settings) -> FastAPI:
         responses={200: {"model": Video, "description": "An earlier request with this Idempotency-Key"}},
     )
     async def create_video(request: Request, who: Who, idempotency_key: IdemKey = None) -> JSONResponse:
-        body, inputs, digests, sizes = await parse_create(request)
+        body, inputs, digests, media = await parse_create(request)
         with removed_on_error(inputs):
-            new = build_job(who, body, inputs, sizes=sizes)
+            new = build_job(who, body, inputs, media=media)
             return await run_in_threadpool(
                 submit, who, new, idempotency_key, [body.model_dump(mode="json"), digests]
             )
@@ -552,10 +555,11 @@ def create_app(settings: Settings) -> FastAPI:
             "sampler": p["sampler"],
             "draft": p.get("draft", False),
         }
-        written = json.loads(source.metadata_json or "{}")
-        if task == "edit" and written.get("frames"):
+        written = json.loads(source.metadata_json)  # what the worker wrote (it records it with every video)
+        video = MediaInfo("video", written["width"], written["height"], written["frames"], written["fps"])
+        if task == "edit":
             # A remix redraws the whole video; an extension's or a connection's job made only part of it.
-            fields["seconds"] = written["frames"] / written["fps"]
+            fields["seconds"] = video.frames / video.fps
         if p.get("width"):
             fields["size"] = f"{p['width']}x{p['height']}"
         elif p.get("aspect"):
@@ -575,7 +579,7 @@ def create_app(settings: Settings) -> FastAPI:
         except FileNotFoundError:
             raise ApiError(404, "not_found", f"the video of {video_id!r} is gone from storage") from None
         with removed_on_error(inputs):
-            new = build_job(who, merged, inputs, source_id=source.id)
+            new = build_job(who, merged, inputs, source_id=source.id, media={"video": video})
             return submit(who, new, idem, [task, video_id, body.model_dump(mode="json")])
 
     @app.post(

@@ -20,6 +20,7 @@ import av
 from PIL import Image
 
 from cinegen.errors import UserError
+from cinegen.media import MediaInfo
 
 IMAGE_ROLES = ("image", "last_image")
 VIDEO_ROLES = ("video", "video_b")
@@ -62,11 +63,9 @@ _DEMUXER = {".mp4": "mp4", ".webm": "matroska", ".gif": "gif"}
 _PIL_FORMAT = {".png": "PNG", ".jpg": "JPEG"}
 
 
-def save_upload(
-    stream: BinaryIO, role: str, folder: Path, limits: UploadLimits
-) -> tuple[Path, tuple[int, int]]:
-    """Copy an upload to `folder` under a fresh name, validate it, and return its path and its
-    (width, height) (a video's first frame's).
+def save_upload(stream: BinaryIO, role: str, folder: Path, limits: UploadLimits) -> tuple[Path, MediaInfo]:
+    """Copy an upload to `folder` under a fresh name, validate it, and return its path and what it
+    is: its (first frame's) size, and a video's frames and rate, as `media.read_video` reads them.
 
     Raises UserError (and leaves nothing behind) if it is too big (UploadTooLarge), not a
     supported image or video, the wrong kind for `role`, or out of bounds.
@@ -91,18 +90,15 @@ def save_upload(
         if role in IMAGE_ROLES and kind == "video":
             # A still image is a one-frame video, so a video role accepts images; not the reverse.
             raise UserError(f"{role}: expected an image, got a {suffix[1:]} video")
-        if kind == "image":
-            frame_size, frames = _check_image(tmp, suffix, role, limits), 1
-        else:
-            frame_size, frames = _check_video(tmp, suffix, role, limits)
-        if role in VIDEO_ROLES and frames < limits.min_video_frames:
+        info = _check_image(tmp, suffix, role, limits) if kind == "image" else _check_video(tmp, suffix, role, limits)
+        if role in VIDEO_ROLES and info.frames < limits.min_video_frames:
             raise UserError(
-                f"{role}: {frames} frame(s); at least {limits.min_video_frames} "
+                f"{role}: {info.frames} frame(s); at least {limits.min_video_frames} "
                 "(one latent frame after the first) are needed"
             )
         final = folder / f"{uuid.uuid4().hex}{suffix}"
         os.replace(tmp, final)
-        return final, frame_size
+        return final, info
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -115,29 +111,33 @@ def _check_pixels(role: str, width: int, height: int, limits: UploadLimits) -> N
         )
 
 
-def _check_image(path: Path, suffix: str, role: str, limits: UploadLimits) -> tuple[int, int]:
+def _check_image(path: Path, suffix: str, role: str, limits: UploadLimits) -> MediaInfo:
     try:
         with Image.open(path, formats=[_PIL_FORMAT[suffix]]) as image:
             # The header's size is checked before any pixel is decoded (decompression bombs).
             _check_pixels(role, image.width, image.height, limits)
             image.load()
-            return image.width, image.height
+            return MediaInfo("image", image.width, image.height, frames=1, fps=1.0)  # read_video's still
     except UserError:
         raise
     except Exception as e:  # Pillow raises many types for corrupt files
         raise UserError(f"{role}: not a readable {suffix[1:]} image ({type(e).__name__})") from None
 
 
-def _check_video(path: Path, suffix: str, role: str, limits: UploadLimits) -> tuple[tuple[int, int], int]:
-    """The first frame's (width, height) and the number of frames."""
+def _check_video(path: Path, suffix: str, role: str, limits: UploadLimits) -> MediaInfo:
+    """The first frame's size, the number of frames and the rate."""
     frames = 0
     first_size = (0, 0)
+    times = []
     try:
         with av.open(str(path), format=_DEMUXER[suffix]) as container:
             if not container.streams.video:
                 raise UserError(f"{role}: the file has no video stream")
             stream = container.streams.video[0]
             _check_pixels(role, stream.codec_context.width, stream.codec_context.height, limits)
+            # media.read_video's rate, which the worker's pipeline resamples the video from: the
+            # header's, or for a GIF (whose delays are uneven whole hundredths) the mean over its frames.
+            fps = float(stream.average_rate or stream.guessed_rate or 8)
             if container.duration is not None and container.duration / av.time_base > limits.max_seconds:
                 raise UserError(f"{role}: longer than {limits.max_seconds:g} seconds")
             for frame in container.decode(stream):
@@ -146,6 +146,7 @@ def _check_video(path: Path, suffix: str, role: str, limits: UploadLimits) -> tu
                 if frames == 0:
                     first_size = (frame.width, frame.height)
                 frames += 1
+                times.append(frame.time)
                 if frames > limits.max_frames:
                     raise UserError(f"{role}: more than {limits.max_frames} frames")
                 if frame.time is not None and frame.time > limits.max_seconds:
@@ -156,4 +157,7 @@ def _check_video(path: Path, suffix: str, role: str, limits: UploadLimits) -> tu
         raise UserError(f"{role}: not a readable {suffix[1:]} video ({type(e).__name__})") from None
     if frames == 0:
         raise UserError(f"{role}: the file contains no decodable video frames")
-    return first_size, frames
+    span = times[-1] - times[0] if len(times) > 1 and None not in times else 0.0
+    if suffix == ".gif" and span > 0:
+        fps = (len(times) - 1) / span
+    return MediaInfo("video", *first_size, frames=frames, fps=fps)

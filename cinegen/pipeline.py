@@ -35,6 +35,7 @@ from cinegen.config import ModelConfig
 from cinegen.data import to_video
 from cinegen.errors import UserError
 from cinegen.inputs import Inputs, Shot, parse_storyboard
+from cinegen.media import MediaInfo
 from cinegen.sampling import SAMPLERS, FlowEdit, Guidance, sample
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -865,7 +866,7 @@ class _Job:
     def bridge(
         self, a: np.ndarray, b: np.ndarray, latents: int, seed: int, prompt: str | None = None
     ) -> np.ndarray:
-        """The frames between the end of `a` and the start of `b` (f·latents − 1 of them): the tail of
+        """The frames between the end of `a` and the start of `b` (`bridge_frames`): the tail of
         `a` is the head of the canvas, the start of `b` its tail, the middle is generated."""
         k = CONNECT_CONTEXT_LATENTS
         head = self.encode(a[-1 - self.f * k :])
@@ -876,7 +877,7 @@ class _Job:
         frames = self.decode(self.sample(canvas, [seed], prompt=prompt))[0]
         frames = carry_detail(frames, {self.f * k: a[-1], self.f * (k + latents): b[0]})
         # The last generated frame stands where b[0] is; b itself follows.
-        return frames[1 + self.f * k : 1 + self.f * k + self.f * latents - 1]
+        return frames[1 + self.f * k : 1 + self.f * k + bridge_frames(latents, self.f)]
 
 
 def check_guidance(name: str, value: float) -> None:
@@ -952,6 +953,79 @@ def carry_detail(
     return np.clip(out.round(), 0, 255).astype(np.uint8)
 
 
+# ----------------------------------------------------------------------------- the length each task makes
+# The tasks below decide their lengths with these rules, and `made_frames` adds them up, so that the
+# length a server shows and charges before a job runs is the length the job makes.
+
+
+def added_frames(g: Geometry) -> int:
+    """The frames extend adds after the clip (or before it): all the request's but the first, whose
+    place the clip's last (or first) frame takes."""
+    return g.frames - 1
+
+
+def transition_latents(g: Geometry) -> int:
+    """The latent frames of connect's transition: the request's after the first (how many may be is
+    checked in Pipeline._check_length)."""
+    return g.latent[0] - 1
+
+
+def bridge_frames(latents: int, time_factor: int) -> int:
+    """The frames a bridge of `latents` latent frames puts between two clips (`_Job.bridge`): f for
+    each, less the last, where the second clip's first frame stands."""
+    return time_factor * latents - 1
+
+
+def text_loop_latents(g: Geometry, time_factor: int) -> int:
+    """A text loop's latent frames, each f frames: on circular time none is the causal VAE's
+    one-frame start, so the loop repeats every f·T frames, T chosen nearest the request."""
+    return max(2, round(g.frames / time_factor))
+
+
+def kept_source_frames(req: GenerateRequest, g: Geometry, frames: int, time_factor: int) -> int:
+    """How much of a source video of `frames` frames edit and loop keep: 1 + f·k frames, at most
+    MAX_CANVAS_LATENTS latent frames, and no more than the length asked for (without one, all)."""
+    keep = min(frames, g.frames) if req.frames is not None or req.seconds is not None else frames
+    return min(1 + time_factor * (MAX_CANVAS_LATENTS - 1), 1 + (keep - 1) // time_factor * time_factor)
+
+
+def loop_bridge_latents(source_frames: int, time_factor: int) -> int:
+    """The latent frames of the bridge from a video loop's end back to its start."""
+    return max(2, round(LOOP_BRIDGE_SHARE * (source_frames - 1) / time_factor))
+
+
+def loaded_frames(req: GenerateRequest, video: MediaInfo) -> int:
+    """The frames a task gets of a source video of `video.frames` frames at `video.fps`:
+    `inputs.load` reads at most MAX_SOURCE_FRAMES and resamples them to a requested fps that differs."""
+    frames = min(video.frames, MAX_SOURCE_FRAMES)
+    if req.fps is not None and inputs_mod._differs(req.fps, video.fps):
+        return len(inputs_mod.resample_index(frames, video.fps, req.fps))
+    return frames
+
+
+def made_frames(req: GenerateRequest, g: Geometry, time_factor: int, video: MediaInfo | None = None) -> int:
+    """The frames the request's task makes (extend and connect: the part they add), by the rules the
+    task functions use. `g` is the request's geometry, `video` the source video's length and rate:
+    an edit keeps part of it, a loop of a video is that part and a bridge back (without `video`, a
+    loop is a text loop).
+
+    A request's seconds become whole latent frames (`frame_count`: 0.01 s makes 5 frames), so this is
+    what a server shows and charges as the job's length, rather than the seconds asked for."""
+    f = time_factor
+    if req.task == "extend":
+        return added_frames(g)
+    if req.task == "connect":
+        return bridge_frames(transition_latents(g), f)
+    if req.task == "loop" and video is None:
+        return f * text_loop_latents(g, f)
+    if req.task in ("edit", "loop"):
+        if video is None:
+            raise ValueError("an edit's length follows its source video; give `video`")
+        kept = kept_source_frames(req, g, loaded_frames(req, video), f)
+        return kept if req.task == "edit" else kept + bridge_frames(loop_bridge_latents(kept, f), f)
+    return g.frames  # generate
+
+
 # ----------------------------------------------------------------------------- the tasks
 
 
@@ -1022,17 +1096,13 @@ def storyboard(job: _Job, seed: int) -> np.ndarray:
     return np.concatenate([long_video(job, s.prompt, n, seed) for s, n in zip(shots, lengths, strict=True)])
 
 
-def source_latents(job: _Job, video: np.ndarray, cap: int) -> np.ndarray:
-    """The source trimmed to 1 + f·k frames (at most `cap` latent frames), with a note if cut."""
-    if job.req.frames is not None or job.req.seconds is not None:
-        keep = min(len(video), job.g.frames)
-    else:
-        keep = len(video)
-    keep = min(job.frames_of(cap), 1 + (keep - 1) // job.f * job.f)
+def source_latents(job: _Job, video: np.ndarray) -> np.ndarray:
+    """The source as edit and loop keep it (`kept_source_frames`), with a note if cut."""
+    keep = kept_source_frames(job.req, job.g, len(video), job.f)
     if keep < len(video):
         job.inputs.notes.append(
             f"video has {len(video)} frames; using the first {keep} (1 + {job.f}k, at most "
-            f"{job.frames_of(cap)})"
+            f"{job.frames_of(MAX_CANVAS_LATENTS)})"
         )
     return video[:keep]
 
@@ -1040,7 +1110,7 @@ def source_latents(job: _Job, video: np.ndarray, cap: int) -> np.ndarray:
 def task_edit(job: _Job) -> list[np.ndarray]:
     """SDEdit restyle; FlowEdit with a source prompt; with a mask only the white region changes."""
     inputs = job.inputs
-    source = source_latents(job, inputs.video, MAX_CANVAS_LATENTS)
+    source = source_latents(job, inputs.video)
     latent = job.encode(source)
     shape = tuple(latent.shape[1:])
     white = inputs.mask[: len(source)] if inputs.mask is not None else None
@@ -1072,7 +1142,7 @@ def task_edit(job: _Job) -> list[np.ndarray]:
 def task_extend(job: _Job) -> list[np.ndarray]:
     """The clip, then `seconds` more after its end (or before its start, `backward`)."""
     video = job.inputs.video
-    new_frames = job.g.frames - 1
+    new_frames = added_frames(job.g)
     per_window = job.f * (WINDOW_LATENTS - CONTEXT_LATENTS - 1)
     job.passes(job.req.batch * -(-new_frames // per_window))
     out = []
@@ -1087,7 +1157,7 @@ def task_extend(job: _Job) -> list[np.ndarray]:
 def task_connect(job: _Job) -> list[np.ndarray]:
     """A, a generated transition of about `seconds`, then B."""
     a, b = job.inputs.video, job.inputs.video_b
-    latents = job.g.latent[0] - 1  # its length is checked in Pipeline._check_length
+    latents = transition_latents(job.g)
     job.passes(job.req.batch)
     return [np.concatenate([a, job.bridge(a, b, latents, job.req.seed + i), b]) for i in range(job.req.batch)]
 
@@ -1097,9 +1167,7 @@ def task_loop(job: _Job) -> list[np.ndarray]:
     g, video = job.g, job.inputs.video
     job.passes(job.req.batch)
     if video is None:
-        # On circular time every latent frame stands for f frames (none is the causal VAE's
-        # one-frame start), so the loop repeats every f·T frames, T chosen nearest the request.
-        shape = (max(2, round(g.frames / job.f)), *g.latent[1:])
+        shape = (text_loop_latents(g, job.f), *g.latent[1:])
         if shape[0] * job.f != g.frames:
             job.inputs.notes.append(f"a loop repeats every {shape[0] * job.f} frames (a multiple of {job.f})")
         latent = job.sample(loop(shape, job.patch), [job.req.seed + i for i in range(job.req.batch)], job.req.batch)
@@ -1108,8 +1176,8 @@ def task_loop(job: _Job) -> list[np.ndarray]:
         turns = job.decode(torch.cat([latent, latent], dim=2))
         job.last_latent = latent.cpu()
         return [v[-job.f * shape[0] :] for v in turns]
-    source = source_latents(job, video, MAX_CANVAS_LATENTS)
-    latents = max(2, round(LOOP_BRIDGE_SHARE * (len(source) - 1) / job.f))
+    source = source_latents(job, video)
+    latents = loop_bridge_latents(len(source), job.f)
     return [
         np.concatenate([source, job.bridge(source, source, latents, job.req.seed + i)])
         for i in range(job.req.batch)
@@ -1123,22 +1191,3 @@ TASK_FUNCTIONS: dict[str, Callable[[_Job], list[np.ndarray]]] = {
     "connect": task_connect,
     "loop": task_loop,
 }
-
-
-def made_frames(task: str, g: Geometry, time_factor: int, from_video: bool) -> int | None:
-    """The frames a task makes for the length `g` resolved (for extend and connect, the part it adds),
-    as the task functions above make them; None for a loop of a video, whose length follows the video.
-
-    A request's seconds become 1 + f·k frames (`frame_count`), so this is what a server shows and
-    charges as the job's length, rather than the seconds asked for (0.01 s makes 5 frames)."""
-    if task == "extend":
-        return g.frames - 1  # task_extend adds all but the first
-    if task == "connect":
-        return time_factor * (g.latent[0] - 1) - 1  # task_connect's bridge of g.latent[0] - 1 latent frames
-    if task == "loop":
-        return None if from_video else max(2, round(g.frames / time_factor)) * time_factor  # task_loop
-    if task == "edit":
-        # source_latents cuts the source to MAX_CANVAS_LATENTS (61 frames for the shipped model)
-        # with a note, whatever the seconds; a shorter source makes less still.
-        return min(g.frames, 1 + time_factor * (MAX_CANVAS_LATENTS - 1))
-    return g.frames  # generate

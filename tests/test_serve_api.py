@@ -313,11 +313,12 @@ def test_follow_ups_build_on_a_finished_video(alice: httpx.Client) -> None:
     queued = alice.post("/v1/videos", json=SLOW).json()
     assert_error(alice.post(f"/v1/videos/{queued['id']}/extend", json={"seconds": 1}), 409, "video_not_ready")
     alice.delete(f"/v1/videos/{queued['id']}")
-    # seconds: the length made, 9 frames at 8 fps; extend: the 8 it adds.
+    # seconds: the length made, 9 frames at 8 fps; extend: the 8 it adds; loop: the 9 and a bridge
+    # of 7 back to the start (it showed and charged 9 / 8, the seconds of its request).
     for action, body, task, seconds in (
         ("remix", {"prompt": "a blue ball"}, "edit", 9 / 8),
         ("extend", {"seconds": 1}, "extend", 1.0),
-        ("loop", {}, "loop", 9 / 8),
+        ("loop", {}, "loop", 16 / 8),
     ):
         r = alice.post(f"/v1/videos/{source['id']}/{action}", json=body)
         assert r.status_code == 201, r.text
@@ -328,6 +329,8 @@ def test_follow_ups_build_on_a_finished_video(alice: httpx.Client) -> None:
         assert end["status"] == "completed", end
         if task == "extend":
             extended = end
+        else:
+            assert end["metadata"]["frames"] == seconds * 8
     # A remix of the extended video redraws all of it (9 + 8 frames), not the 8 frames its job added.
     remix = wait_for(alice, alice.post(f"/v1/videos/{extended['id']}/remix", json={"prompt": "x"}).json()["id"])
     assert remix["status"] == "completed" and remix["seconds"] == 17 / 8
@@ -463,6 +466,18 @@ def test_resolution_alone_follows_the_uploaded_image(alice: httpx.Client) -> Non
 def post_files(client: httpx.Client, files: dict, **fields) -> httpx.Response:
     data = {"prompt": "a red ball", "size": "64x64", "seconds": "1", "steps": "2", **fields}
     return client.post("/v1/videos", data=data, files=files)
+
+
+def test_a_loop_of_an_uploaded_video_shows_the_length_it_makes(alice: httpx.Client, tmp_path: Path) -> None:
+    # 17 frames at 16 fps, looped at 8 fps: resampled to 9 frames, all kept (5 s asked), and a bridge
+    # of 7 back. It showed and charged the 5 s asked; at 16 fps it would be 17 + 7 frames.
+    frames = np.random.default_rng(0).integers(0, 255, (17, 64, 64, 3), dtype=np.uint8)
+    clip = ("fast.mp4", write_video(tmp_path / "fast.mp4", frames, 16).read_bytes(), "video/mp4")
+    r = post_files(alice, {"video": clip}, task="loop", seconds="5")
+    assert r.status_code == 201, r.text
+    assert r.json()["seconds"] == 16 / 8
+    done = wait_for(alice, r.json()["id"])
+    assert done["status"] == "completed" and done["metadata"]["frames"] == 16, done
 
 
 def test_an_upload_is_what_the_pipeline_reads(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import torch
 from cinegen.canvas import edit, pixel_mask_to_tokens
 from cinegen.cli import main
 from cinegen.errors import UserError
-from cinegen.media import read_video, write_video
+from cinegen.media import probe_media, read_video, write_video
 from cinegen.pipeline import LONG_WINDOW_LATENTS, GenerateRequest, Pipeline, draft_size
 from cinegen.sampling import FlowEdit, sample
 
@@ -164,13 +164,15 @@ def test_video_loop_starts_with_the_clip_and_bridges_back(pipe, clips):
     assert np.array_equal(out[: len(b)], b) and len(out) == len(b) + 7  # a bridge of 2 latent frames
 
 
-def test_made_frames_is_what_each_task_makes(pipe, clips):
+def test_made_frames_is_what_each_task_makes(pipe, clips, tmp_path):
     """The server shows and charges a job's length from `made_frames`, before anything runs: it must
     agree with what the task functions make (the frames they add to any given clip)."""
     from cinegen.pipeline import made_frames
 
     a, b = str(clips / "a.mp4"), str(clips / "b.mp4")
     given = {"a": len(src(clips, "a.mp4")), "b": len(src(clips, "b.mp4"))}
+    # 17 frames at 16 fps: a loop at 8 fps resamples it to 9 (and then makes 9 + 7, not 17 + 7).
+    fast = str(write_video(tmp_path / "fast.mp4", src(clips, "b.mp4")[[0, 1, 2, 3] * 4 + [0]], 16))
     for req, kept in [
         (GenerateRequest("x", seconds=0.01), 0),
         (GenerateRequest("x", seconds=2), 0),
@@ -180,8 +182,15 @@ def test_made_frames_is_what_each_task_makes(pipe, clips):
         (GenerateRequest("x", task="connect", video=a, video_b=b, seconds=2), given["a"] + given["b"]),
         (GenerateRequest("x", task="loop", frames=17), 0),
         (GenerateRequest("x", task="loop", seconds=3), 0),
+        (GenerateRequest("", task="loop", video=b), 0),  # the whole clip, then a bridge back
+        (GenerateRequest("", task="loop", video=b, seconds=1), 0),  # the first 9 frames, then a bridge
+        (GenerateRequest("", task="loop", video=fast, fps=8), 0),
+        (GenerateRequest("", task="loop", video=fast, seconds=5, fps=8), 0),
+        (GenerateRequest("x", task="edit", video=b, seconds=1), 0),
+        (GenerateRequest("x", task="edit", video=fast, fps=8), 0),
     ]:
-        made = made_frames(req.task, pipe.validate(req), pipe.backend.time_factor, req.video is not None)
+        video = probe_media(req.video) if req.video else None
+        made = made_frames(req, pipe.validate(req), pipe.backend.time_factor, video)
         assert made == len(pipe.run(req).frames) - kept, req
 
 
@@ -195,7 +204,7 @@ def test_made_frames_of_an_edit_is_at_most_what_an_edit_keeps(pipe, tmp_path):
     long = tmp_path / "long.mp4"
     write_video(long, np.zeros((longest + 2 * f, 32, 32, 3), np.uint8), 8.0)
     req = GenerateRequest("x", task="edit", video=str(long), seconds=20, steps=1)
-    made = made_frames("edit", pipe.validate(req), f, True)
+    made = made_frames(req, pipe.validate(req), f, probe_media(long))
     assert made == longest == len(pipe.run(req).frames)
 
 

@@ -415,11 +415,12 @@ def create_app(settings: Settings) -> FastAPI:
         if width is None and g is not None:  # a short side alone follows the input's aspect
             check_pixels(g.width, g.height)
         # The job's length is what the model makes of the seconds asked for (whole latent frames:
-        # 0.01 s is 5 frames), as the CLI records the frames it made; the request keeps the seconds.
-        frames = (
-            made_frames(body.task, g, model_config.autoencoder.time_factor, "video" in inputs) if g else None
-        )
-        seconds = frames / g.fps if frames is not None else body.seconds
+        # 0.01 s is 5 frames; a loop of a video follows the video), as the CLI records the frames it
+        # made; the request keeps the seconds.
+        if g is not None:
+            seconds = made_frames(req, g, model_config.autoencoder.time_factor, media.get("video")) / g.fps
+        else:
+            seconds = body.seconds
         return NewJob(settings.model, body.task, seconds, params, inputs, source_id)
 
     @contextlib.contextmanager

@@ -121,8 +121,8 @@ class Video(BaseModel):
     task: str
     prompt: str
     seconds: float = Field(
-        description="The length rendered (extend and connect: the part added), which the requested seconds "
-        "are rounded to: frames / fps"
+        description="The length rendered, frames / fps: the requested seconds rounded to the frames the model "
+        "makes (extend and connect: the part added); a loop of a video is the part of it kept and a bridge back"
     )
     fps: float
     size: str | None = None

@@ -335,6 +335,9 @@ def test_follow_ups_build_on_a_finished_video(alice: httpx.Client) -> None:
     remix = wait_for(alice, alice.post(f"/v1/videos/{extended['id']}/remix", json={"prompt": "x"}).json()["id"])
     assert remix["status"] == "completed" and remix["seconds"] == 17 / 8
     assert remix["metadata"]["frames"] == extended["metadata"]["frames"] == 17
+    # A loop of it loops all of it too, with a bridge of 7 back; it looped the first 9 frames.
+    loop = wait_for(alice, alice.post(f"/v1/videos/{extended['id']}/loop", json={}).json()["id"])
+    assert loop["status"] == "completed" and loop["seconds"] == 24 / 8 and loop["metadata"]["frames"] == 24
 
 
 def test_a_follow_up_owns_its_copy_of_the_source(alice: httpx.Client) -> None:

@@ -558,8 +558,9 @@ def create_app(settings: Settings) -> FastAPI:
         }
         written = json.loads(source.metadata_json)  # what the worker wrote (it records it with every video)
         video = MediaInfo("video", written["width"], written["height"], written["frames"], written["fps"])
-        if task == "edit":
-            # A remix redraws the whole video; an extension's or a connection's job made only part of it.
+        if task in ("edit", "loop"):
+            # A remix redraws the whole video and a loop loops all of it; an extension's or a
+            # connection's job made only part of it.
             fields["seconds"] = video.frames / video.fps
         if p.get("width"):
             fields["size"] = f"{p['width']}x{p['height']}"

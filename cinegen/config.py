@@ -133,7 +133,7 @@ DEFAULT_SIDE_RANGE = (5, 6)
 MODEL_PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(denoiser=DenoiserConfig(rope_side_range=DEFAULT_SIDE_RANGE)),
     # The default model with twice the latent channels: a small object is about one latent cell
-    # at 8x, and the 8-channel VAE's round trip already loses a third of shapes (README). The
+    # at 8x, and the 8-channel VAE's round trip already loses a third of shapes (docs/default_model.md). The
     # DiT's cost hardly changes; only its input and output projections grow.
     "tiny-c16": ModelConfig(
         autoencoder=AutoencoderConfig(latent_channels=16),

@@ -120,6 +120,43 @@ def output_paths(output: str, batch: int) -> list[Path]:
     return [path.with_name(f"{path.stem}_{i}{path.suffix}") for i in range(batch)]
 
 
+# The request fields that name input files.
+INPUT_FIELDS = ("image", "last_image", "video", "video_b", "mask")
+
+
+def input_digests(req) -> dict[str, str]:
+    """The sha256 of each input file the request names, for its sidecar: a path says where a file was,
+    not what it held, and `extend clip.mp4 -o clip.mp4` replaces its own source, after which
+    `--from clip.json` extended the extended clip (issue 4: the same frames, or an error)."""
+    import hashlib
+
+    digests = {}
+    for name in INPUT_FIELDS:
+        path = getattr(req, name)
+        if path is not None and Path(path).is_file():  # a missing one is refused by the run
+            with open(path, "rb") as fp:
+                digests[name] = hashlib.file_digest(fp, "sha256").hexdigest()
+    return digests
+
+
+def check_recorded_inputs(record_path: str, req, recorded) -> None:
+    """A one-line error, before the model loads, if an input of the recorded request is missing or is
+    not the file the record was made from (older records keep no digests: their files are not checked)."""
+    current = input_digests(req)
+    for name in INPUT_FIELDS:
+        path = getattr(req, name)
+        if path is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if not Path(path).is_file():
+            raise UserError(f"{record_path!r} was made from {flag} {path!r}, which does not exist here (its paths "
+                            "are as given to the command: run --from in the folder it ran in)")
+        digest = recorded.get(name) if isinstance(recorded, dict) else None
+        if digest is not None and digest != current[name]:
+            raise UserError(f"{flag} {path!r} is not the file {record_path!r} was made from (its sha256 differs: "
+                            "it changed since, and the output would too); put that file back, or make a new output")
+
+
 class Terminated(BaseException):
     """SIGTERM as an exception (a BaseException, like KeyboardInterrupt, so no `except Exception`
     stops it): the writers remove their temporary files as they do on Ctrl-C."""
@@ -156,8 +193,15 @@ def writing(path: Path):
 
 
 @sigterm_raises()
-def run_request(args: argparse.Namespace, req) -> int:
-    """Validate, generate, and write every output with its JSON sidecar."""
+def run_request(args: argparse.Namespace, req, draft_state: dict | None = None) -> int:
+    """Validate, generate, and write every output with its JSON sidecar.
+
+    Each variation of a batch runs alone, as the request its sidecar records (seed + i, batch 1):
+    sampled together, the denoiser's matrix products rounded differently from a run of one (a few
+    1e-6 in the velocity of the shipped model on a CPU, up to 6 levels in the mp4), so
+    `--from out_1.json` (issue 4) did not give out_1's frames, nor did `--seed` of its seed.
+    `draft_state`: the recorded draft's (`--from draft.json`): its request runs as it ran, and its
+    latent is written again, so the new draft can be finalized."""
     from cinegen.media import check_output_path, write_sidecar, write_video
     from cinegen.pipeline import Pipeline
 
@@ -166,22 +210,30 @@ def run_request(args: argparse.Namespace, req) -> int:
         check_output_path(path)
     pipe = Pipeline.load(args.model, device=args.device, dtype=args.dtype, **memory_options(args))
     pipe.validate(req)  # fail on bad settings before any slow work
-    if req.draft:
+    if req.draft or draft_state is not None:
         from cinegen.tasks_cli import write_draft_state
-
-        result = pipe.draft(req, show_progress=not args.quiet)
-    else:
-        result = pipe.run(req, show_progress=not args.quiet)
-    for note in result.metadata.get("notes", []):
-        print(f"cinegen: note: {note}", file=sys.stderr)
-    for i, (path, frames) in enumerate(zip(paths, result.videos, strict=True)):
+    digests = input_digests(req)
+    told: set[str] = set()
+    for i, path in enumerate(paths):
+        one = dataclasses.replace(req, seed=req.seed + i, batch=1)
+        if one.draft:
+            result = pipe.draft(one, show_progress=not args.quiet)
+        else:
+            result = pipe.run(one, show_progress=not args.quiet)
+        if draft_state is not None:
+            result.metadata["draft"] = {name: value for name, value in draft_state.items() if name != "latent"}
+        for note in result.metadata.get("notes", []):
+            if note not in told:  # each variation reads the same inputs: say it once
+                print(f"cinegen: note: {note}", file=sys.stderr)
+                told.add(note)
         record = dict(result.metadata)
-        record["request"] = dict(record["request"], seed=req.seed + i, batch=1)
+        if digests:
+            record["inputs_sha256"] = digests
         with writing(path):
-            if req.draft:  # the draft's state: its latent beside it, named in the sidecar (cinegen finalize)
+            if "draft" in record:  # the draft's state: its latent beside it, named in the sidecar (cinegen finalize)
                 record["draft"] = dict(record["draft"])
-                write_draft_state(path, record, result.latents[i : i + 1])
-            written = write_video(path, frames, result.fps, record)  # frames to .png: the first's file
+                write_draft_state(path, record, result.latents[:1])
+            written = write_video(path, result.frames, result.fps, record)  # frames to .png: the first's file
             write_sidecar(path, record)
         print(written)
     return 0
@@ -201,12 +253,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if not record_path.is_file():
             raise UserError(f"record {args.from_record!r} does not exist")
         try:
-            record = json.loads(record_path.read_text())["request"]
+            record = json.loads(record_path.read_text())
+            request = record["request"]
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, KeyError, TypeError):
             # RecursionError: JSON nested too deep to parse.
             raise UserError(f"{args.from_record!r} is not a cinegen JSON sidecar") from None
-        req = GenerateRequest.from_dict(record)
-        return run_request(args, req)
+        req = GenerateRequest.from_dict(request)
+        check_recorded_inputs(args.from_record, req, record.get("inputs_sha256"))
+        if "finalized_from_draft" in record:  # made by `cinegen finalize`: its draft, then the finalize, again
+            from cinegen.tasks_cli import finalize_again
+
+            return finalize_again(args, req, record["finalized_from_draft"])
+        draft_state = record.get("draft")
+        if draft_state is not None and not isinstance(draft_state, dict):
+            raise UserError(f"{args.from_record!r} has draft {draft_state!r}; it must be the draft's state (an object)")
+        return run_request(args, req, draft_state)
     extra = {"image": args.image, "last_image": args.last_image, "draft": args.draft}
     if args.storyboard:
         from cinegen.inputs import read_storyboard
@@ -268,7 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="text (+ image) to video or image",
                          description="Generate a video (or an image with -o x.png / --frames 1) from a prompt.")
     gen.add_argument("prompt", nargs="?", help="what the video shows")
-    gen.add_argument("--from", dest="from_record", metavar="JSON", help="reproduce an output from its JSON sidecar")
+    gen.add_argument("--from", dest="from_record", metavar="JSON",
+                     help="reproduce an output from its JSON sidecar (the input files it names must be as they "
+                          "were; a draft's is a draft again, a finalize's makes its draft and the finalize again)")
     gen.add_argument("--image", help="first frame: image -> video (transparent pixels are taken as black)")
     gen.add_argument("--last-image", help="last frame the video should end on (transparent pixels: black)")
     gen.add_argument("--storyboard", metavar="JSON", help='shots with cuts: [{"prompt": "...", "seconds": 3}, ...]')

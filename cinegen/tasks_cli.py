@@ -7,12 +7,14 @@ draft's state) and calls the same `cinegen.pipeline` functions the server uses.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 from cinegen.cli import (
     add_generation_options,
+    input_digests,
     memory_options,
     request_from_args,
     run_request,
@@ -99,30 +101,66 @@ def read_draft_state(path: str) -> tuple[dict, object]:
         latent = load_file(str(latent_path))["latent"]
     except (SafetensorError, KeyError, OSError):
         raise UserError(f"draft latent {str(latent_path)!r} is not readable") from None
-    return dict(record, request=request), latent
+    # The draft's own request too: a final's sidecar keeps it, to make the draft again (`generate --from`).
+    return dict(record, request=request, draft_request=record["request"]), latent
 
 
 @sigterm_raises()
 def cmd_finalize(args: argparse.Namespace) -> int:
-    from cinegen.media import check_output_path, write_sidecar, write_video
+    from cinegen.media import check_output_path
     from cinegen.pipeline import FINALIZE_ANCHOR_UNTIL, FINALIZE_STRENGTH, GenerateRequest, Pipeline
 
     output = check_output_path(args.output)
     record, latent = read_draft_state(args.draft)
     req = GenerateRequest.from_dict(record["request"])
-    req.draft = False
-    req.batch = 1
     state = record["draft"]
     strength = args.strength if args.strength is not None else state.get("strength", FINALIZE_STRENGTH)
     anchor_until = args.anchor_until if args.anchor_until is not None else state.get("anchor_until", FINALIZE_ANCHOR_UNTIL)
+    _check_numbers(f"draft {args.draft!r}", strength, anchor_until)
+    pipe = Pipeline.load(args.model, device=args.device, dtype=args.dtype, **memory_options(args))
+    return _finalize(args, output, pipe, req, latent, strength, anchor_until, record["draft_request"])
+
+
+@sigterm_raises()
+def finalize_again(args: argparse.Namespace, req, finalized: dict) -> int:
+    """`generate --from final.json`: the final of a draft made again, from the draft's request recorded
+    in it (its latent is made anew, not read) and the finalize's strength and anchor. Replayed as a
+    plain request, the final was a different video: a full-size generation from noise."""
+    from cinegen.media import check_output_path
+    from cinegen.pipeline import GenerateRequest, Pipeline
+
+    output = check_output_path(args.output)
+    if not isinstance(finalized, dict):
+        raise UserError(f"{args.from_record!r} has finalized_from_draft {finalized!r}; it must be an object")
+    strength, anchor_until = finalized.get("strength"), finalized.get("anchor_until")
+    _check_numbers(f"{args.from_record!r} (finalized from a draft)", strength, anchor_until)
+    draft_request = finalized.get("draft_request")
+    pipe = Pipeline.load(args.model, device=args.device, dtype=args.dtype, **memory_options(args))
+    if draft_request is None:  # a record from before the draft's request was kept: the draft generate --draft makes
+        draft = pipe.draft(dataclasses.replace(req, draft=True, batch=1), show_progress=not args.quiet)
+    else:
+        draft = pipe.run(GenerateRequest.from_dict(draft_request), show_progress=not args.quiet)
+    return _finalize(args, output, pipe, req, draft.latents[:1], strength, anchor_until, draft.metadata["request"])
+
+
+def _check_numbers(where: str, strength, anchor_until) -> None:
     for name, value in (("strength", strength), ("anchor_until", anchor_until)):
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise UserError(f"draft {args.draft!r} has {name} {value!r}; it must be a number")
-    pipe = Pipeline.load(args.model, device=args.device, dtype=args.dtype, **memory_options(args))
+            raise UserError(f"{where} has {name} {value!r}; it must be a number")
+
+
+def _finalize(args, output: Path, pipe, req, latent, strength, anchor_until, draft_request: dict) -> int:
+    """Finish the draft `latent` at `req`'s full size and write it with its sidecar, which keeps the
+    draft's own request so that `generate --from` makes the same final again."""
+    from cinegen.media import write_sidecar, write_video
+
+    req = dataclasses.replace(req, draft=False, batch=1)
     started = time.perf_counter()
     result = pipe.finalize(req, latent[:1], strength, anchor_until, show_progress=not args.quiet)
-    seconds = time.perf_counter() - started
-    result.metadata["finalize_seconds"] = round(seconds, 3)
+    result.metadata["finalize_seconds"] = round(time.perf_counter() - started, 3)
+    result.metadata["finalized_from_draft"] = dict(result.metadata["finalized_from_draft"], draft_request=draft_request)
+    if digests := input_digests(req):
+        result.metadata["inputs_sha256"] = digests
     with writing(output):  # frames to .png: the first's file
         written = write_video(output, result.frames, result.fps, result.metadata)
         write_sidecar(output, result.metadata)

@@ -486,6 +486,73 @@ def test_draft_then_finalize_cli(tiny_model_dir, tmp_path, capsys):
     assert "anchor-until 1.5 is outside [0, 1]" in capsys.readouterr().err and not bad.exists()
 
 
+def _png_frames(path):
+    from cinegen.media import read_image
+
+    return np.stack([read_image(p) for p in sorted(path.parent.glob(f"{path.stem}_[0-9][0-9][0-9][0-9].png"))])
+
+
+def test_from_a_draft_makes_the_draft_again_with_its_state(tiny_model_dir, tmp_path):
+    """`--from draft.json` made the draft's frames but no state: the new sidecar had no "draft", and
+    `finalize` refused it as "not the JSON of a draft"."""
+    common = ["--model", str(tiny_model_dir), "--device", "cpu", "-q"]
+    assert main(["generate", "a red ball", "--draft", "--frames", "5", "-o", str(tmp_path / "d.png"), *common]) == 0
+    assert main(["generate", "--from", str(tmp_path / "d.json"), "-o", str(tmp_path / "again.png"), *common]) == 0
+    assert np.array_equal(_png_frames(tmp_path / "again.png"), _png_frames(tmp_path / "d.png"))
+    record = json.loads((tmp_path / "again.json").read_text())
+    assert record["draft"]["latent"] == "again.latent.safetensors"
+    assert record["draft"]["final"] == json.loads((tmp_path / "d.json").read_text())["draft"]["final"]
+    for name in ("d", "again"):
+        assert main(["finalize", str(tmp_path / f"{name}.json"), "-o", str(tmp_path / f"final_{name}.png"), *common]) == 0
+    assert np.array_equal(_png_frames(tmp_path / "final_again.png"), _png_frames(tmp_path / "final_d.png"))
+
+
+@pytest.mark.parametrize("record", ["new", "without_draft_request"])
+def test_from_a_final_makes_the_same_final(tiny_model_dir, clips, tmp_path, record):
+    """`--from final.json` replayed the final's request as a plain generation at full size: another
+    video. The final's sidecar keeps its draft's request; an older one, without it, gets the draft
+    that generate --draft makes of the final's request."""
+    common = ["--model", str(tiny_model_dir), "--device", "cpu", "-q"]
+    assert main(["generate", "a red ball", "--draft", "--frames", "5", "--image", str(clips / "img.png"),
+                 "-o", str(tmp_path / "d.mp4"), *common]) == 0
+    assert main(["finalize", str(tmp_path / "d.json"), "--strength", "0.8", "--anchor-until", "0.5",
+                 "-o", str(tmp_path / "final.png"), *common]) == 0
+    final = json.loads((tmp_path / "final.json").read_text())
+    assert final["finalized_from_draft"]["draft_request"] == json.loads((tmp_path / "d.json").read_text())["request"]
+    if record == "without_draft_request":
+        del final["finalized_from_draft"]["draft_request"]
+        (tmp_path / "final.json").write_text(json.dumps(final))
+    assert main(["generate", "--from", str(tmp_path / "final.json"), "-o", str(tmp_path / "again.png"), *common]) == 0
+    assert np.array_equal(_png_frames(tmp_path / "again.png"), _png_frames(tmp_path / "final.png"))
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["finalized_from_draft"]["strength"] == 0.8 and again["finalized_from_draft"]["anchor_until"] == 0.5
+
+
+def test_from_refuses_an_input_that_changed_or_is_not_there(tiny_model_dir, clips, tmp_path, monkeypatch, capsys):
+    """`extend clip.mp4 -o clip.mp4` replaces its own source: `--from clip.json` then extended the
+    extended clip, silently another video. Run in another folder, a relative input was "input file
+    'clip.mp4' does not exist", with no hint why."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(clips / "a.mp4", "clip.mp4")
+    common = ["--model", str(tiny_model_dir), "--device", "cpu", "-q"]
+    assert main(["extend", "clip.mp4", "more", "--seconds", "1", "-o", "clip.mp4", *common]) == 0
+    record = json.loads((tmp_path / "clip.json").read_text())
+    assert record["request"]["video"] == "clip.mp4" and len(record["inputs_sha256"]["video"]) == 64
+    capsys.readouterr()
+    (tmp_path / "out").mkdir()
+    assert main(["generate", "--from", "clip.json", "-o", "out/again.mp4", *common]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["cinegen: error: --video 'clip.mp4' is not the file 'clip.json' was made from (its sha256 differs: "
+                   "it changed since, and the output would too); put that file back, or make a new output"]
+    monkeypatch.chdir(tmp_path / "out")
+    assert main(["generate", "--from", "../clip.json", "-o", "again.mp4", *common]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "was made from --video 'clip.mp4', which does not exist here" in err[0]
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_finalize_of_an_image_to_video_draft_keeps_the_given_images(pipe, clips):
     """finalize re-noised the whole draft: the final no longer started on --image (nor ended on
     --last-image), which the draft and every image -> video output do exactly."""

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cinegen.errors import UserError
 from cinegen.media import read_image, read_video, write_video
 from cinegen.serve.testing import Server, cli, make_test_model, wait_for
 
@@ -497,6 +498,24 @@ def test_an_upload_is_what_the_pipeline_reads(tmp_path: Path) -> None:
         with open(path, "rb") as f:
             _, info = save_upload(f, "video", tmp_path / "uploads", limits)
         assert info == probe_media(path), name
+
+
+def test_a_gif_cut_short_is_refused_at_upload(tmp_path: Path) -> None:
+    """FFmpeg reads a GIF cut at a frame's end as a shorter clip; the worker's media.read_video refuses
+    it, so the upload must be refused too, not queued to fail."""
+    from cinegen.serve.uploads import UploadLimits, save_upload
+
+    frames = np.random.default_rng(0).integers(0, 255, (9, 32, 32, 3), dtype=np.uint8)
+    whole = write_video(tmp_path / "a.gif", frames, 8).read_bytes()
+    cut = tmp_path / "cut.gif"
+    cut.write_bytes(whole[:-1])  # without its trailer: every frame whole, the file not closed
+    limits = UploadLimits(max_bytes=2**24, max_pixels=2**16, max_frames=100, max_seconds=60)
+    with open(tmp_path / "a.gif", "rb") as f:
+        assert save_upload(f, "video", tmp_path / "uploads", limits)[1].frames == 9
+    stored = set((tmp_path / "uploads").iterdir())
+    with open(cut, "rb") as f, pytest.raises(UserError, match=r"video: the GIF is cut short after 9 whole frame"):
+        save_upload(f, "video", tmp_path / "uploads", limits)
+    assert set((tmp_path / "uploads").iterdir()) == stored  # nothing of the refused upload is kept
 
 
 def test_image_upload_is_decoded_and_stored_under_a_server_name(alice: httpx.Client, server: Server) -> None:

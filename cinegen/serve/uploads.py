@@ -20,7 +20,7 @@ import av
 from PIL import Image
 
 from cinegen.errors import UserError
-from cinegen.media import MediaInfo
+from cinegen.media import MediaInfo, gif_frames_if_cut
 
 IMAGE_ROLES = ("image", "last_image")
 VIDEO_ROLES = ("video", "video_b")
@@ -126,6 +126,13 @@ def _check_image(path: Path, suffix: str, role: str, limits: UploadLimits) -> Me
 
 def _check_video(path: Path, suffix: str, role: str, limits: UploadLimits) -> MediaInfo:
     """The first frame's size, the number of frames and the rate."""
+    # FFmpeg decodes a GIF cut short without an error, as a shorter clip; media.read_video refuses it,
+    # so the worker would fail on a job the server took.
+    if suffix == ".gif" and (whole := gif_frames_if_cut(path)) is not None:
+        raise UserError(
+            f"{role}: the GIF is cut short after {whole} whole frame(s): it lacks the trailer (byte 0x3B) "
+            "that closes a whole GIF"
+        )
     frames = 0
     first_size = (0, 0)
     times = []

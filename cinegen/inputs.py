@@ -81,7 +81,8 @@ def resample_index(frames: int, fps: float, to_fps: float) -> np.ndarray:
     return np.minimum(nearest, frames - 1)
 
 
-def _differs(fps: float, other: float) -> bool:
+def rates_differ(fps: float, other: float) -> bool:
+    """Whether a clip at `other` fps is resampled to `fps` (more than 1% apart)."""
     return abs(fps / other - 1) > 0.01
 
 
@@ -214,7 +215,7 @@ def load(req, min_frames: int, max_frames: int) -> Inputs:
         if inputs.video is None:
             raise UserError("--mask needs a source video to edit")
         inputs.mask = read_mask(req.mask, inputs.video, cut=len(inputs.video) >= max_frames)
-    if inputs.video is not None and req.fps is not None and _differs(req.fps, inputs.video_fps):
+    if inputs.video is not None and req.fps is not None and rates_differ(req.fps, inputs.video_fps):
         # Taken frame for frame, the clip would play faster or slower than it was filmed.
         index = resample_index(len(inputs.video), inputs.video_fps, req.fps)
         inputs.video = inputs.video[index]
@@ -229,7 +230,7 @@ def load(req, min_frames: int, max_frames: int) -> Inputs:
         inputs.video_fps = req.fps
     if req.video_b:
         inputs.video_b, fps_b = read_source_video(req.video_b, "second video", min_frames, max_frames)
-        if _differs(fps_b, inputs.video_fps):  # played at the first's rate, it ran slow or fast
+        if rates_differ(fps_b, inputs.video_fps):  # played at the first's rate, it ran slow or fast
             inputs.video_b = inputs.video_b[resample_index(len(inputs.video_b), fps_b, inputs.video_fps)]
             inputs.notes.append(
                 f"second video {fps_b:g} fps resampled to the first's {inputs.video_fps:g} fps "

@@ -304,6 +304,14 @@ def read_first_frame(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -
         raise UserError(f"{str(path)!r} is not a readable image ({type(e).__name__})") from None
 
 
+def clip_rate(header_rate: float, times: list[float | None], gif: bool) -> float:
+    """A decoded clip's frame rate: its header's; for a GIF the mean over its frames' `times`. A GIF's
+    delays are whole hundredths, uneven at most rates (8 fps: 12, 13, 12, ...), and the header's rate
+    is its first delay's: the mean over the clip is the rate it was made at."""
+    span = times[-1] - times[0] if len(times) > 1 and None not in times else 0.0
+    return (len(times) - 1) / span if gif and span > 0 else header_rate
+
+
 def read_video(
     path: str | os.PathLike, *, max_frames: int | None = None, limits: Limits = DEFAULT_LIMITS
 ) -> tuple[np.ndarray, float]:
@@ -351,11 +359,7 @@ def read_video(
             else:
                 if frames:
                     _check_whole(path, stream, times[0], _frame_end(frame, fps), len(frames), fps)
-            # A GIF's delays are whole hundredths, uneven at most rates (8 fps: 12, 13, 12, ...), and
-            # its rate above is its first delay's: the mean over the clip is the rate it was made at.
-            span = times[-1] - times[0] if len(times) > 1 and None not in times else 0.0
-            if container.format.name == "gif" and span > 0:
-                fps = (len(times) - 1) / span
+            fps = clip_rate(fps, times, container.format.name == "gif")
     except UserError:
         raise
     except Exception as e:  # PyAV raises many types for corrupt files

@@ -998,7 +998,7 @@ def loaded_frames(req: GenerateRequest, video: MediaInfo) -> int:
     """The frames a task gets of a source video of `video.frames` frames at `video.fps`:
     `inputs.load` reads at most MAX_SOURCE_FRAMES and resamples them to a requested fps that differs."""
     frames = min(video.frames, MAX_SOURCE_FRAMES)
-    if req.fps is not None and inputs_mod._differs(req.fps, video.fps):
+    if req.fps is not None and inputs_mod.rates_differ(req.fps, video.fps):
         return len(inputs_mod.resample_index(frames, video.fps, req.fps))
     return frames
 

@@ -20,7 +20,7 @@ import av
 from PIL import Image
 
 from cinegen.errors import UserError
-from cinegen.media import MediaInfo, gif_frames_if_cut
+from cinegen.media import MediaInfo, clip_rate, gif_frames_if_cut
 
 IMAGE_ROLES = ("image", "last_image")
 VIDEO_ROLES = ("video", "video_b")
@@ -142,8 +142,7 @@ def _check_video(path: Path, suffix: str, role: str, limits: UploadLimits) -> Me
                 raise UserError(f"{role}: the file has no video stream")
             stream = container.streams.video[0]
             _check_pixels(role, stream.codec_context.width, stream.codec_context.height, limits)
-            # media.read_video's rate, which the worker's pipeline resamples the video from: the
-            # header's, or for a GIF (whose delays are uneven whole hundredths) the mean over its frames.
+            # media.read_video's rate (media.clip_rate), which the worker's pipeline resamples from.
             fps = float(stream.average_rate or stream.guessed_rate or 8)
             if container.duration is not None and container.duration / av.time_base > limits.max_seconds:
                 raise UserError(f"{role}: longer than {limits.max_seconds:g} seconds")
@@ -164,7 +163,4 @@ def _check_video(path: Path, suffix: str, role: str, limits: UploadLimits) -> Me
         raise UserError(f"{role}: not a readable {suffix[1:]} video ({type(e).__name__})") from None
     if frames == 0:
         raise UserError(f"{role}: the file contains no decodable video frames")
-    span = times[-1] - times[0] if len(times) > 1 and None not in times else 0.0
-    if suffix == ".gif" and span > 0:
-        fps = (len(times) - 1) / span
-    return MediaInfo("video", *first_size, frames=frames, fps=fps)
+    return MediaInfo("video", *first_size, frames=frames, fps=clip_rate(fps, times, suffix == ".gif"))

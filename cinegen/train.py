@@ -1,7 +1,7 @@
 """Training: the causal VAE, then the denoiser on cached latents; one process or torchrun.
 
-`train(cfg)` reads top to bottom: set up (distributed, model, optimizer, data) → resume →
-loop (batch → loss → step → EMA → log / sample / checkpoint) → export. Each step takes
+`train(cfg)` (its body, `run`) reads top to bottom: set up (distributed, model, optimizer,
+data) → resume → loop (batch → loss → step → EMA → log / sample / checkpoint) → export. Each step takes
 `cfg.accumulate` micro-batches, micro-batch k of rank r drawn as "virtual rank"
 r * accumulate + k, so one process accumulating N draws what N processes draw. Under torchrun
 (`WORLD_SIZE` > 1; gloo on CPU, nccl on GPU) `cfg.parallel` picks DDP (a whole model per rank,
@@ -20,6 +20,7 @@ import contextlib
 import copy
 import dataclasses
 import functools
+import gc
 import json
 import math
 import os
@@ -37,6 +38,7 @@ from torch.distributed.checkpoint.state_dict import (
     get_optimizer_state_dict,
     set_optimizer_state_dict,
 )
+from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
@@ -89,6 +91,24 @@ def setup_distributed() -> Runtime:
     if cuda:
         torch.cuda.set_device(device)
     return Runtime(rank, world, device)
+
+
+def end_distributed() -> None:
+    """Destroy the process group and free it now, while Python is fully alive.
+
+    `destroy_process_group` leaves the group to whatever still holds it: under FSDP its DeviceMesh,
+    which DTensor's caches (sharding propagation, redistribute plans, mesh topology) keep until the
+    interpreter exits. On gloo the group's worker threads then live into interpreter shutdown, and
+    one that drops the last reference to a tensor with a Python object must take the GIL: Python
+    ends that thread (pthread_exit), whose forced unwind through C++ aborts the process, "terminate
+    called without an active exception" (SIGABRT, exit -6) after a finished run (seen in about one
+    launch in 100 on a loaded 2-core machine). Freed here, the group's destructor joins its threads while
+    they can still take the GIL."""
+    dist.destroy_process_group()
+    gc.collect()  # the run's FSDP modules and their hooks hold each other, and the group
+    for obj in gc.get_objects():
+        if isinstance(obj, DeviceMesh):  # its registry is a mesh's only reference to the group's object
+            getattr(obj, "_pg_registry", {}).clear()
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -395,6 +415,20 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
     deadline = time.time() + 60 * minutes if minutes else None
     check_settings(cfg, max_steps)
     rt = setup_distributed()
+    # Held here, so that this reference is the group's last (see `end_distributed`): DDP's reducer,
+    # freed with the model, would otherwise destroy it, joining its threads while holding the GIL
+    # that one of them may be waiting for.
+    group = dist.group.WORLD if rt.world_size > 1 else None
+    out_dir = run(cfg, rt, max_steps, minutes, deadline)
+    if group is not None:
+        end_distributed()  # after `run` returned: what it held (DDP or FSDP model, optimizer) holds no group
+        del group  # the last reference: the group's destructor joins its threads, the GIL released
+    return out_dir
+
+
+def run(cfg: TrainConfig, rt: Runtime, max_steps: int | None, minutes: float | None, deadline: float | None
+        ) -> Path:
+    """`train` on the processes `rt` describes: set up, resume, loop, export."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out_dir = Path(cfg.out_dir)
@@ -591,8 +625,6 @@ def train(cfg: TrainConfig, max_steps: int | None = None, minutes: float | None 
         if rt.main:
             NativeBackend.save(out_dir / "model", model_cfg, vae, ema_whole)
             log(out_dir, {"event": "exported", "model_dir": str(out_dir / "model"), "step": step})
-    if rt.world_size > 1:
-        dist.destroy_process_group()
     return out_dir
 
 

@@ -462,8 +462,8 @@ def run(cfg: TrainConfig, rt: Runtime, max_steps: int | None, minutes: float | N
             cache = LatentCache.load(cache_path, tokens_per_batch, model_cfg.denoiser.patch_size, max_batch)
             fingerprint = encoder_fingerprint(vae)
             # A cache saved before caches kept their VAE's fingerprint (None) cannot be checked; it is
-            # used as before, since runs part way through train on such caches and README's recipe
-            # copies one into a new run folder.
+            # used as before, since runs part way through train on such caches, and the shipped
+            # model's recipe (docs/default_model.md) copies one into a new run folder.
             if cache.fingerprint not in (None, fingerprint):
                 if state is not None:  # the denoiser has learned these latents: another VAE's would not fit it
                     raise UserError(

@@ -258,7 +258,8 @@ def test_a_latent_cache_of_another_vae_is_encoded_again_or_refused(vae_run, tiny
     train(config(first, stage="denoiser", steps=1, autoencoder_from=str(vae_run)))
     assert LatentCache.load(first / "latents.pt", 180, 1).fingerprint == encoder_fingerprint(trained)
 
-    run = tmp_path / "run"  # a new run on a copied cache (README's recipe), with another VAE
+    # A new run on a copied cache (as the shipped model's recipe in docs/default_model.md does), with another VAE.
+    run = tmp_path / "run"
     run.mkdir()
     shutil.copy(first / "latents.pt", run / "latents.pt")
     train(config(run, stage="denoiser", steps=1, autoencoder_from=str(tiny_model_dir)))

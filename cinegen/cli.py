@@ -214,7 +214,8 @@ def run_request(args: argparse.Namespace, req, draft_state: dict | None = None) 
         from cinegen.tasks_cli import write_draft_state
     digests = input_digests(req)
     told: set[str] = set()
-    for i, path in enumerate(paths):
+    results = []
+    for i in range(len(paths)):
         one = dataclasses.replace(req, seed=req.seed + i, batch=1)
         if one.draft:
             result = pipe.draft(one, show_progress=not args.quiet)
@@ -226,6 +227,11 @@ def run_request(args: argparse.Namespace, req, draft_state: dict | None = None) 
             if note not in told:  # each variation reads the same inputs: say it once
                 print(f"cinegen: note: {note}", file=sys.stderr)
                 told.add(note)
+        results.append(result)
+    # Written only once every variation is made: each reads the inputs again, and an output may be one
+    # of them (`extend clip_0.mp4 --batch 2 -o clip.mp4` writes clip_0.mp4), which a later variation
+    # then extended instead of the clip given.
+    for path, result in zip(paths, results, strict=True):
         record = dict(result.metadata)
         if digests:
             record["inputs_sha256"] = digests

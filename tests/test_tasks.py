@@ -553,6 +553,19 @@ def test_from_refuses_an_input_that_changed_or_is_not_there(tiny_model_dir, clip
     assert list((tmp_path / "out").iterdir()) == []
 
 
+def test_a_batch_whose_output_is_its_own_input_extends_the_clip_given(tiny_model_dir, clips, tmp_path):
+    """Each variation of a batch reads its inputs again: `extend clip_0.mp4 --batch 2 -o clip.mp4`
+    wrote clip_0.mp4 before the second variation read it, which then extended the extended clip
+    (9 + 8 + 8 frames) and recorded the digest of the clip given."""
+    import shutil
+
+    shutil.copy(clips / "a.mp4", tmp_path / "clip_0.mp4")
+    common = ["--model", str(tiny_model_dir), "--device", "cpu", "-q"]
+    assert main(["extend", str(tmp_path / "clip_0.mp4"), "more", "--frames", "9", "--batch", "2",
+                 "-o", str(tmp_path / "clip.mp4"), *common]) == 0
+    assert [len(read_video(tmp_path / f"clip_{i}.mp4")[0]) for i in range(2)] == [9 + 8, 9 + 8]
+
+
 def test_finalize_of_an_image_to_video_draft_keeps_the_given_images(pipe, clips):
     """finalize re-noised the whole draft: the final no longer started on --image (nor ended on
     --last-image), which the draft and every image -> video output do exactly."""

@@ -150,7 +150,7 @@ def check_recorded_inputs(record_path: str, req, recorded) -> None:
         flag = "--" + name.replace("_", "-")
         if not Path(path).is_file():
             raise UserError(f"{record_path!r} was made from {flag} {path!r}, which does not exist here (its paths "
-                            "are as given to the command: run --from in the folder it ran in)")
+                            "are as given to the command: run this in the folder it ran in)")
         digest = recorded.get(name) if isinstance(recorded, dict) else None
         if digest is not None and digest != current[name]:
             raise UserError(f"{flag} {path!r} is not the file {record_path!r} was made from (its sha256 differs: "

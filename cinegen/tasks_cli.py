@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cinegen.cli import (
     add_generation_options,
+    check_recorded_inputs,
     input_digests,
     memory_options,
     request_from_args,
@@ -117,6 +118,9 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     strength = args.strength if args.strength is not None else state.get("strength", FINALIZE_STRENGTH)
     anchor_until = args.anchor_until if args.anchor_until is not None else state.get("anchor_until", FINALIZE_ANCHOR_UNTIL)
     _check_numbers(f"draft {args.draft!r}", strength, anchor_until)
+    # The final pins the draft's --image / --last-image: another file there makes a final that
+    # `generate --from final.json` cannot make again (it remakes the draft from the file as it is now).
+    check_recorded_inputs(args.draft, req, record.get("inputs_sha256"))
     pipe = Pipeline.load(args.model, device=args.device, dtype=args.dtype, **memory_options(args))
     return _finalize(args, output, pipe, req, latent, strength, anchor_until, record["draft_request"])
 

@@ -553,6 +553,23 @@ def test_from_refuses_an_input_that_changed_or_is_not_there(tiny_model_dir, clip
     assert list((tmp_path / "out").iterdir()) == []
 
 
+def test_finalize_refuses_a_draft_whose_image_changed(tiny_model_dir, tmp_path, capsys):
+    """finalize made the final from the draft's latent and the --image as it is now: `generate --from
+    final.json` then made the draft from the new image, another video than the final (14 levels
+    apart), without an error."""
+    common = ["--model", str(tiny_model_dir), "--device", "cpu", "-q"]
+    image = tmp_path / "img.png"
+    write_video(image, np.full((32, 32, 3), 200, np.uint8), 8)
+    assert main(["generate", "a red ball", "--draft", "--frames", "5", "--image", str(image),
+                 "-o", str(tmp_path / "d.mp4"), *common]) == 0
+    write_video(image, np.full((32, 32, 3), 30, np.uint8), 8)
+    capsys.readouterr()
+    assert main(["finalize", str(tmp_path / "d.json"), "-o", str(tmp_path / "final.mp4"), *common]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--image {str(image)!r} is not the file" in err[0]
+    assert not (tmp_path / "final.mp4").exists()
+
+
 def test_a_batch_whose_output_is_its_own_input_extends_the_clip_given(tiny_model_dir, clips, tmp_path):
     """Each variation of a batch reads its inputs again: `extend clip_0.mp4 --batch 2 -o clip.mp4`
     wrote clip_0.mp4 before the second variation read it, which then extended the extended clip

@@ -145,7 +145,7 @@ def check_recorded_inputs(record_path: str, req, recorded) -> None:
     current = input_digests(req)
     for name in INPUT_FIELDS:
         path = getattr(req, name)
-        if path is None:
+        if not path:  # as the pipeline reads it: `--image ""` (a script's unset variable) names no file
             continue
         flag = "--" + name.replace("_", "-")
         if not Path(path).is_file():

@@ -370,6 +370,15 @@ def test_cli_from_reproduces_every_variation_of_a_batch(tiny_model_dir, tmp_path
     assert np.array_equal(_png_frames(tmp_path / "s.png"), _png_frames(tmp_path / "b_1.png"))
 
 
+def test_cli_from_a_run_with_an_empty_input_path_makes_it_again(tiny_model_dir, tmp_path):
+    """`--image ""` (a script's unset variable) names no file, so the run made a plain video; its
+    sidecar's --from was refused: "made from --image '', which does not exist here"."""
+    common = ["--model", str(tiny_model_dir), "--device", "cpu", "-q"]
+    assert main(["generate", "a green dot", "--image", "", "--frames", "5", "-o", str(tmp_path / "a.png"), *common]) == 0
+    assert main(["generate", "--from", str(tmp_path / "a.json"), "-o", str(tmp_path / "b.png"), *common]) == 0
+    assert np.array_equal(_png_frames(tmp_path / "b.png"), _png_frames(tmp_path / "a.png"))
+
+
 @pytest.mark.parametrize("given", [["--frames", "1"], ["--seed", "0"], ["--negative", ""], ["a blue dot"], ["--draft"]])
 def test_cli_from_refuses_settings_that_would_change_the_output(tiny_model_dir, tmp_path, capsys, given):
     """`--from x.json --frames 1` (or a new seed, even 0, or a prompt) made the recorded request and

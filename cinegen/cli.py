@@ -134,8 +134,11 @@ def input_digests(req) -> dict[str, str]:
     for name in INPUT_FIELDS:
         path = getattr(req, name)
         if path is not None and Path(path).is_file():  # a missing one is refused by the run
-            with open(path, "rb") as fp:
-                digests[name] = hashlib.file_digest(fp, "sha256").hexdigest()
+            try:
+                with open(path, "rb") as fp:
+                    digests[name] = hashlib.file_digest(fp, "sha256").hexdigest()
+            except OSError as e:  # read before the run does (--from, finalize): a file this user may not read
+                raise UserError(f"input file {path!r} is not readable ({e.strerror or type(e).__name__})") from None
     return digests
 
 

@@ -379,6 +379,23 @@ def test_cli_from_a_run_with_an_empty_input_path_makes_it_again(tiny_model_dir, 
     assert np.array_equal(_png_frames(tmp_path / "b.png"), _png_frames(tmp_path / "a.png"))
 
 
+def test_cli_from_an_unreadable_input_is_one_line(tmp_path, monkeypatch, capsys):
+    """--from reads each input for its sha256 before the run does: a file this user may not read was
+    a PermissionError traceback (root reads any file, so the refusal is made here by hashlib)."""
+    import hashlib
+
+    def refuse(fp, digest):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(hashlib, "file_digest", refuse)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not read")
+    record = tmp_path / "out.json"
+    record.write_text(json.dumps({"request": {"prompt": "x", "task": "edit", "video": str(clip)}}))
+    assert main(["generate", "--from", str(record), "-o", str(tmp_path / "again.mp4")]) == 2
+    assert capsys.readouterr().err == f"cinegen: error: input file {str(clip)!r} is not readable (Permission denied)\n"
+
+
 @pytest.mark.parametrize("given", [["--frames", "1"], ["--seed", "0"], ["--negative", ""], ["a blue dot"], ["--draft"]])
 def test_cli_from_refuses_settings_that_would_change_the_output(tiny_model_dir, tmp_path, capsys, given):
     """`--from x.json --frames 1` (or a new seed, even 0, or a prompt) made the recorded request and

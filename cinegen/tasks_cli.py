@@ -136,7 +136,8 @@ def finalize_again(args: argparse.Namespace, req, finalized: dict) -> int:
     output = check_output_path(args.output)
     if not isinstance(finalized, dict):
         raise UserError(f"{args.from_record!r} has finalized_from_draft {finalized!r}; it must be an object")
-    strength, anchor_until = finalized.get("strength"), finalized.get("anchor_until")
+    # A final from before the anchor (e62573c) records none: it was made without one, as 1 makes it.
+    strength, anchor_until = finalized.get("strength"), finalized.get("anchor_until", 1.0)
     _check_numbers(f"{args.from_record!r} (finalized from a draft)", strength, anchor_until)
     draft_request = finalized.get("draft_request")
     pipe = Pipeline.load(args.model, device=args.device, dtype=args.dtype, **memory_options(args))

@@ -507,25 +507,30 @@ def test_from_a_draft_makes_the_draft_again_with_its_state(tiny_model_dir, tmp_p
     assert np.array_equal(_png_frames(tmp_path / "final_again.png"), _png_frames(tmp_path / "final_d.png"))
 
 
-@pytest.mark.parametrize("record", ["new", "without_draft_request"])
+@pytest.mark.parametrize("record", ["new", "without_draft_request", "without_anchor"])
 def test_from_a_final_makes_the_same_final(tiny_model_dir, clips, tmp_path, record):
     """`--from final.json` replayed the final's request as a plain generation at full size: another
     video. The final's sidecar keeps its draft's request; an older one, without it, gets the draft
-    that generate --draft makes of the final's request."""
+    that generate --draft makes of the final's request. One from before the anchor (e62573c) records
+    no anchor_until: it was made without one (1), and was refused as "anchor_until None"."""
     common = ["--model", str(tiny_model_dir), "--device", "cpu", "-q"]
     assert main(["generate", "a red ball", "--draft", "--frames", "5", "--image", str(clips / "img.png"),
                  "-o", str(tmp_path / "d.mp4"), *common]) == 0
-    assert main(["finalize", str(tmp_path / "d.json"), "--strength", "0.8", "--anchor-until", "0.5",
+    anchor_until = 1.0 if record == "without_anchor" else 0.5
+    assert main(["finalize", str(tmp_path / "d.json"), "--strength", "0.8", "--anchor-until", str(anchor_until),
                  "-o", str(tmp_path / "final.png"), *common]) == 0
     final = json.loads((tmp_path / "final.json").read_text())
     assert final["finalized_from_draft"]["draft_request"] == json.loads((tmp_path / "d.json").read_text())["request"]
-    if record == "without_draft_request":
+    if record != "new":
         del final["finalized_from_draft"]["draft_request"]
-        (tmp_path / "final.json").write_text(json.dumps(final))
+    if record == "without_anchor":
+        del final["finalized_from_draft"]["anchor_until"]
+    (tmp_path / "final.json").write_text(json.dumps(final))
     assert main(["generate", "--from", str(tmp_path / "final.json"), "-o", str(tmp_path / "again.png"), *common]) == 0
     assert np.array_equal(_png_frames(tmp_path / "again.png"), _png_frames(tmp_path / "final.png"))
     again = json.loads((tmp_path / "again.json").read_text())
-    assert again["finalized_from_draft"]["strength"] == 0.8 and again["finalized_from_draft"]["anchor_until"] == 0.5
+    assert again["finalized_from_draft"]["strength"] == 0.8
+    assert again["finalized_from_draft"]["anchor_until"] == anchor_until
 
 
 def test_from_refuses_an_input_that_changed_or_is_not_there(tiny_model_dir, clips, tmp_path, monkeypatch, capsys):

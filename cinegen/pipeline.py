@@ -982,11 +982,16 @@ def text_loop_latents(g: Geometry, time_factor: int) -> int:
     return max(2, round(g.frames / time_factor))
 
 
+def most_kept_frames(time_factor: int) -> int:
+    """The most of a source video edit and loop keep: MAX_CANVAS_LATENTS latent frames."""
+    return 1 + time_factor * (MAX_CANVAS_LATENTS - 1)
+
+
 def kept_source_frames(req: GenerateRequest, g: Geometry, frames: int, time_factor: int) -> int:
     """How much of a source video of `frames` frames edit and loop keep: 1 + f·k frames, at most
-    MAX_CANVAS_LATENTS latent frames, and no more than the length asked for (without one, all)."""
+    `most_kept_frames`, and no more than the length asked for (without one, all)."""
     keep = min(frames, g.frames) if req.frames is not None or req.seconds is not None else frames
-    return min(1 + time_factor * (MAX_CANVAS_LATENTS - 1), 1 + (keep - 1) // time_factor * time_factor)
+    return min(most_kept_frames(time_factor), 1 + (keep - 1) // time_factor * time_factor)
 
 
 def loop_bridge_latents(source_frames: int, time_factor: int) -> int:
@@ -1102,7 +1107,7 @@ def source_latents(job: _Job, video: np.ndarray) -> np.ndarray:
     if keep < len(video):
         job.inputs.notes.append(
             f"video has {len(video)} frames; using the first {keep} (1 + {job.f}k, at most "
-            f"{job.frames_of(MAX_CANVAS_LATENTS)})"
+            f"{most_kept_frames(job.f)})"
         )
     return video[:keep]
 

@@ -341,6 +341,28 @@ def test_follow_ups_build_on_a_finished_video(alice: httpx.Client) -> None:
     assert loop["status"] == "completed" and loop["seconds"] == 24 / 8 and loop["metadata"]["frames"] == 24
 
 
+def test_a_follow_up_of_a_video_over_the_limit_asks_for_what_it_keeps(tmp_path: Path, server: Server) -> None:
+    # 4 s at 30 fps made 121 frames (4.03 s). A remix and a loop keep at most 61 frames of a source,
+    # but asked for all of it: "seconds 4.03333 is over this server's limit of 4", a value the user
+    # never gave, and a follow-up has no seconds to lower it.
+    local = Server(tmp_path / "data", server.model, workers=1, extra=["--no-auth", "--max-seconds", "4"])
+    local.start()
+    try:
+        with local.client(None) as c:
+            r = c.post("/v1/videos", json={**SMALL, "size": "32x32", "seconds": 4, "fps": 30, "steps": 1})
+            source = wait_for(c, r.json()["id"])
+            assert source["status"] == "completed" and source["metadata"]["frames"] == 121, source
+            r = c.post(f"/v1/videos/{source['id']}/loop", json={})
+            assert r.status_code == 201, r.text
+            assert r.json()["seconds"] == (61 + 31) / 30  # the first 61 frames and a bridge of 31 back
+            loop = wait_for(c, r.json()["id"])
+            assert loop["status"] == "completed" and loop["metadata"]["frames"] == 61 + 31, loop
+            r = c.post(f"/v1/videos/{source['id']}/remix", json={"prompt": "a blue ball"})
+            assert r.status_code == 201 and r.json()["seconds"] == 61 / 30, r.text
+    finally:
+        local.stop()
+
+
 def test_a_follow_up_owns_its_copy_of_the_source(alice: httpx.Client) -> None:
     source = wait_for(alice, alice.post("/v1/videos", json=SMALL).json()["id"])
     headers = {"Idempotency-Key": f"extend-{source['id']}"}

@@ -34,6 +34,7 @@ from cinegen.pipeline import (
     Geometry,
     config_geometry,
     made_frames,
+    most_kept_frames,
     parse_aspect,
 )
 from cinegen.serve import auth
@@ -560,8 +561,13 @@ def create_app(settings: Settings) -> FastAPI:
         video = MediaInfo("video", written["width"], written["height"], written["frames"], written["fps"])
         if task in ("edit", "loop"):
             # A remix redraws the whole video and a loop loops all of it; an extension's or a
-            # connection's job made only part of it.
-            fields["seconds"] = video.frames / video.fps
+            # connection's job made only part of it. All of it, as far as they keep any source: asked
+            # for more, a video longer than the server's limit on seconds was refused for seconds the
+            # user never gave and cannot lower, though the job would keep no more than this.
+            frames = video.frames
+            if model_config is not None:
+                frames = min(frames, most_kept_frames(model_config.autoencoder.time_factor))
+            fields["seconds"] = frames / video.fps
         if p.get("width"):
             fields["size"] = f"{p['width']}x{p['height']}"
         elif p.get("aspect"):

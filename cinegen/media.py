@@ -304,6 +304,11 @@ def read_first_frame(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -
         raise UserError(f"{str(path)!r} is not a readable image ({type(e).__name__})") from None
 
 
+def header_rate(stream) -> float:
+    """A PyAV video stream's frame rate as its headers give it (8 where they give none)."""
+    return float(stream.average_rate or stream.guessed_rate or 8)
+
+
 def clip_rate(header_rate: float, times: list[float | None], gif: bool) -> float:
     """A decoded clip's frame rate: its header's; for a GIF the mean over its frames' `times`. A GIF's
     delays are whole hundredths, uneven at most rates (8 fps: 12, 13, 12, ...), and the header's rate
@@ -336,8 +341,7 @@ def read_video(
             _check_pixels(path, stream.codec_context.width, stream.codec_context.height, limits)
             if container.format.name == "gif":
                 _check_gif_whole(path)
-            rate = stream.average_rate or stream.guessed_rate or 8
-            fps = float(rate)
+            fps = header_rate(stream)
             times = []
             decoding = True  # the headers are sound: what fails from here on is a damaged frame
             for frame in container.decode(stream):

@@ -20,7 +20,7 @@ import av
 from PIL import Image
 
 from cinegen.errors import UserError
-from cinegen.media import MediaInfo, clip_rate, gif_frames_if_cut
+from cinegen.media import MediaInfo, clip_rate, gif_frames_if_cut, header_rate
 
 IMAGE_ROLES = ("image", "last_image")
 VIDEO_ROLES = ("video", "video_b")
@@ -142,8 +142,8 @@ def _check_video(path: Path, suffix: str, role: str, limits: UploadLimits) -> Me
                 raise UserError(f"{role}: the file has no video stream")
             stream = container.streams.video[0]
             _check_pixels(role, stream.codec_context.width, stream.codec_context.height, limits)
-            # media.read_video's rate (media.clip_rate), which the worker's pipeline resamples from.
-            fps = float(stream.average_rate or stream.guessed_rate or 8)
+            # media.read_video's rate (then media.clip_rate), which the worker's pipeline resamples from.
+            fps = header_rate(stream)
             if container.duration is not None and container.duration / av.time_base > limits.max_seconds:
                 raise UserError(f"{role}: longer than {limits.max_seconds:g} seconds")
             for frame in container.decode(stream):

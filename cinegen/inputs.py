@@ -86,6 +86,16 @@ def rates_differ(fps: float, other: float) -> bool:
     return abs(fps / other - 1) > 0.01
 
 
+def resampled_too_short(name: str, frames: int, fps: float, kept: int, to: str, min_frames: int) -> str:
+    """The error for a source video long enough at its own rate but too short once resampled: its
+    frames and rate, what they become at `to` (the rate, as the caller names it) and the minimum, said
+    alike by the CLI (`load`) and by the server, which refuses such a job at submit."""
+    return (
+        f"{name}: {frames} frame(s) at {fps:g} fps resample to {kept} at {to}; at least {min_frames} "
+        "(one latent frame after the first) are needed"
+    )
+
+
 def read_mask(path: str, like: np.ndarray, cut: bool = False) -> np.ndarray:
     """A black/white mask image or video of exactly the source's size: True where white (regenerate).
     `cut`: the source was cut to `like`'s length, so a longer mask is cut alike."""
@@ -218,27 +228,34 @@ def load(req, min_frames: int, max_frames: int) -> Inputs:
     if inputs.video is not None and req.fps is not None and rates_differ(req.fps, inputs.video_fps):
         # Taken frame for frame, the clip would play faster or slower than it was filmed.
         index = resample_index(len(inputs.video), inputs.video_fps, req.fps)
+        if len(index) < min_frames:
+            raise UserError(
+                resampled_too_short(
+                    f"video {req.video!r}", len(inputs.video), inputs.video_fps, len(index), f"{req.fps:g} fps",
+                    min_frames,
+                )
+            )
         inputs.video = inputs.video[index]
         if inputs.mask is not None:
             inputs.mask = inputs.mask[index]
         inputs.notes.append(f"video {inputs.video_fps:g} fps resampled to {req.fps:g} fps ({len(inputs.video)} frames)")
-        if len(inputs.video) < min_frames:
-            raise UserError(
-                f"video {req.video!r} is {len(inputs.video)} frame(s) at {req.fps:g} fps; at least {min_frames} "
-                "are needed"
-            )
         inputs.video_fps = req.fps
     if req.video_b:
         inputs.video_b, fps_b = read_source_video(req.video_b, "second video", min_frames, max_frames)
-        if rates_differ(fps_b, inputs.video_fps):  # played at the first's rate, it ran slow or fast
-            inputs.video_b = inputs.video_b[resample_index(len(inputs.video_b), fps_b, inputs.video_fps)]
+        # Played at the first's rate, it ran slow or fast. (Arguments as for the first: the rate resampled
+        # to, then the clip's; the test is not symmetric, and the server's `pipeline.loaded_frames` repeats it.)
+        if rates_differ(inputs.video_fps, fps_b):
+            index = resample_index(len(inputs.video_b), fps_b, inputs.video_fps)
+            if len(index) < min_frames:
+                raise UserError(
+                    resampled_too_short(
+                        f"second video {req.video_b!r}", len(inputs.video_b), fps_b, len(index),
+                        f"the first's {inputs.video_fps:g} fps", min_frames,
+                    )
+                )
+            inputs.video_b = inputs.video_b[index]
             inputs.notes.append(
                 f"second video {fps_b:g} fps resampled to the first's {inputs.video_fps:g} fps "
                 f"({len(inputs.video_b)} frames)"
             )
-            if len(inputs.video_b) < min_frames:
-                raise UserError(
-                    f"second video {req.video_b!r} is {len(inputs.video_b)} frame(s) at the first's "
-                    f"{inputs.video_fps:g} fps; at least {min_frames} are needed"
-                )
     return inputs

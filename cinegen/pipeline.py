@@ -999,12 +999,20 @@ def loop_bridge_latents(source_frames: int, time_factor: int) -> int:
     return max(2, round(LOOP_BRIDGE_SHARE * (source_frames - 1) / time_factor))
 
 
-def loaded_frames(req: GenerateRequest, video: MediaInfo) -> int:
+def loaded_fps(req: GenerateRequest, video: MediaInfo) -> float:
+    """The rate a task gets a source video at: a requested fps that differs from the clip's, else the
+    clip's (`inputs.load`)."""
+    return req.fps if req.fps is not None and inputs_mod.rates_differ(req.fps, video.fps) else video.fps
+
+
+def loaded_frames(req: GenerateRequest, video: MediaInfo, first: MediaInfo | None = None) -> int:
     """The frames a task gets of a source video of `video.frames` frames at `video.fps`:
-    `inputs.load` reads at most MAX_SOURCE_FRAMES and resamples them to a requested fps that differs."""
+    `inputs.load` reads at most MAX_SOURCE_FRAMES and resamples them to a requested fps that differs,
+    and connect's second video (`first`: the first video) to the rate the first is loaded at."""
     frames = min(video.frames, MAX_SOURCE_FRAMES)
-    if req.fps is not None and inputs_mod.rates_differ(req.fps, video.fps):
-        return len(inputs_mod.resample_index(frames, video.fps, req.fps))
+    to_fps = loaded_fps(req, video if first is None else first)
+    if inputs_mod.rates_differ(to_fps, video.fps):
+        return len(inputs_mod.resample_index(frames, video.fps, to_fps))
     return frames
 
 

@@ -75,10 +75,10 @@ def png_bytes(width: int = 64, height: int = 64) -> bytes:
     return buf.getvalue()
 
 
-def mp4_bytes(tmp_path: Path, size: int = 64, frames: int = 9) -> bytes:
+def mp4_bytes(tmp_path: Path, size: int = 64, frames: int = 9, fps: float = 8) -> bytes:
     rng = np.random.default_rng(0)
     path = write_video(
-        tmp_path / f"in{size}.mp4", rng.integers(0, 255, (frames, size, size, 3), dtype=np.uint8), 8
+        tmp_path / f"in{size}.mp4", rng.integers(0, 255, (frames, size, size, 3), dtype=np.uint8), fps
     )
     return path.read_bytes()
 
@@ -693,6 +693,36 @@ def test_videos_too_short_for_the_model_are_refused_at_upload(
     assert set((server.storage / "uploads").iterdir()) == before
     enough = ("five.mp4", mp4_bytes(tmp_path, frames=5), "video/mp4")
     assert post_files(alice, {"video": enough}, task="extend").status_code == 201
+
+
+def test_videos_too_short_at_the_asked_fps_are_refused_at_submit(
+    alice: httpx.Client, server: Server, tmp_path: Path
+) -> None:
+    # 6 frames at 24 fps pass the upload's check (5) but resample to 2 at 8 fps: the job was taken,
+    # then failed on the worker. Every task that reads a source video counts what it will get.
+    before = set((server.storage / "uploads").iterdir())
+    short = ("short.mp4", mp4_bytes(tmp_path, frames=6, fps=24), "video/mp4")
+    for task in ("edit", "extend", "loop"):
+        body = assert_error(post_files(alice, {"video": short}, task=task, fps="8"), 422, "invalid_input")
+        assert body["message"] == (
+            "video: 6 frame(s) at 24 fps resample to 2 at the requested 8 fps; at least 5 "
+            "(one latent frame after the first) are needed"
+        ), task
+    # connect's second video is resampled to the first's rate (8 fps here, none asked).
+    first = ("a.mp4", mp4_bytes(tmp_path), "video/mp4")  # 9 frames at 8 fps
+    body = assert_error(
+        post_files(alice, {"video": first, "video_b": short}, task="connect"), 422, "invalid_input"
+    )
+    assert body["message"] == (
+        "video_b: 6 frame(s) at 24 fps resample to 2 at the first video's 8 fps; at least 5 "
+        "(one latent frame after the first) are needed"
+    )
+    assert set((server.storage / "uploads").iterdir()) == before
+    # At 20 fps the clip is 5 frames, enough; at its own rate, all 6.
+    for fps in ("20", "24"):
+        r = post_files(alice, {"video": short}, task="edit", fps=fps)
+        assert r.status_code == 201, r.text
+        alice.delete(f"/v1/videos/{r.json()['id']}")
 
 
 def test_health_and_metrics(server: Server) -> None:

@@ -194,6 +194,50 @@ def test_made_frames_is_what_each_task_makes(pipe, clips, tmp_path):
         assert made == len(pipe.run(req).frames) - kept, req
 
 
+def test_loaded_frames_is_what_a_task_reads(pipe, clips, tmp_path):
+    """The server refuses a source too short for the model from `loaded_frames`, before a worker reads
+    it: it must count what `inputs.load` gives, resampled to the asked fps, and connect's second
+    video to the first's rate."""
+    from cinegen.pipeline import loaded_frames
+
+    a, b = str(clips / "a.mp4"), str(clips / "b.mp4")  # 9 and 13 frames at 8 fps
+    b16 = str(write_video(tmp_path / "b16.mp4", src(clips, "b.mp4"), 16))
+    for req in [
+        GenerateRequest("x", task="edit", video=b),
+        GenerateRequest("x", task="edit", video=b, fps=8.05),  # within 1%: not resampled
+        GenerateRequest("x", task="edit", video=b16, fps=8),
+        GenerateRequest("x", task="extend", video=a, fps=24, seconds=1),
+        GenerateRequest("x", task="connect", video=a, video_b=b16),
+        GenerateRequest("x", task="connect", video=a, video_b=b16, fps=16),
+        GenerateRequest("x", task="connect", video=b16, video_b=a, fps=12),
+    ]:
+        inputs = pipe.prepare(req).inputs
+        first = probe_media(req.video)
+        assert loaded_frames(req, first) == len(inputs.video), req
+        if req.video_b:
+            assert loaded_frames(req, probe_media(req.video_b), first) == len(inputs.video_b), req
+
+
+def test_a_source_too_short_at_the_asked_fps_is_one_line(tiny_model_dir, clips, tmp_path, capsys):
+    """6 frames at 24 fps are 2 at 8 fps, under the model's 5: the CLI says so in one line, as the
+    server does at submit (`inputs.resampled_too_short`)."""
+    short = write_video(tmp_path / "short24fps.mp4", src(clips, "b.mp4")[:6], 24)
+    common = ["--model", str(tiny_model_dir), "--device", "cpu", "--size", "32", "-q"]
+    for args, named in [
+        (["edit", str(short), "x", "--fps", "8"], f"video {str(short)!r}"),
+        (["loop", "--video", str(short), "--fps", "8"], f"video {str(short)!r}"),
+        (["connect", str(clips / "a.mp4"), str(short), "x"], f"second video {str(short)!r}"),
+    ]:
+        capsys.readouterr()
+        assert main([*args, "-o", str(tmp_path / "out.mp4"), *common]) == 2
+        rate = "the first's 8 fps" if args[0] == "connect" else "8 fps"
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"cinegen: error: {named}: 6 frame(s) at 24 fps resample to 2 at {rate}; at least 5 "
+            "(one latent frame after the first) are needed"
+        ]
+        assert not (tmp_path / "out.mp4").exists()
+
+
 def test_made_frames_of_an_edit_is_at_most_what_an_edit_keeps(pipe, tmp_path):
     """An edit keeps at most MAX_CANVAS_LATENTS of its source, whatever the seconds asked: the
     server showed and charged a 20 s edit (or a remix of a long video) as 161 frames, not 61."""

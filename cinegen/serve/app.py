@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cinegen.config import ModelConfig
 from cinegen.errors import UserError
-from cinegen.inputs import ASPECT_TOLERANCE
+from cinegen.inputs import ASPECT_TOLERANCE, rates_differ, resampled_too_short
 from cinegen.media import MediaInfo
 from cinegen.pipeline import (
     DEFAULT_MODEL_DIR,
@@ -33,6 +33,8 @@ from cinegen.pipeline import (
     GenerateRequest,
     Geometry,
     config_geometry,
+    loaded_fps,
+    loaded_frames,
     made_frames,
     most_kept_frames,
     parse_aspect,
@@ -341,6 +343,32 @@ def create_app(settings: Settings) -> FastAPI:
             raise ApiError(422, "invalid_input", f"mask is {mw}x{mh}; it must be {vw}x{vh} like the video")
         return g
 
+    def check_source_lengths(req: GenerateRequest, media: dict[str, MediaInfo]) -> None:
+        """Source videos long enough for the model as the task gets them (`pipeline.loaded_frames`):
+        an upload checked at its own rate may resample to too few at the requested fps (6 frames at
+        24 fps are 2 at 8 fps), and connect's second video to the first's rate."""
+        if model_config is None:
+            return
+        need = 1 + model_config.autoencoder.time_factor
+        for role in ("video", "video_b"):
+            video = media.get(role)
+            if video is None:
+                continue
+            first = media.get("video") if role == "video_b" else None
+            kept = loaded_frames(req, video, first)
+            if kept >= need:
+                continue
+            to = loaded_fps(req, first if first is not None else video)
+            if not rates_differ(to, video.fps):  # short at its own rate: a follow-up's source
+                message = (
+                    f"{role}: {video.frames} frame(s); at least {need} (one latent frame after the first) "
+                    "are needed"
+                )
+            else:
+                rate = f"the first video's {to:g} fps" if first is not None else f"the requested {to:g} fps"
+                message = resampled_too_short(role, video.frames, video.fps, kept, rate, need)
+            raise ApiError(422, "invalid_input", message)
+
     def check_pixels(width: int, height: int) -> None:
         if width * height > settings.max_pixels:
             raise ApiError(
@@ -412,6 +440,7 @@ def create_app(settings: Settings) -> FastAPI:
             "draft": bool(body.draft),
         }
         req = GenerateRequest(**params)
+        check_source_lengths(req, media)
         g = check_renderable(req, {role: (m.width, m.height) for role, m in media.items()})
         if width is None and g is not None:  # a short side alone follows the input's aspect
             check_pixels(g.width, g.height)

@@ -96,6 +96,19 @@ def resampled_too_short(name: str, frames: int, fps: float, kept: int, to: str, 
     )
 
 
+def check_mask_frames(name: str, frames: int, video_frames: int, cut: bool = False) -> None:
+    """A mask of `frames` frames fits a source read as `video_frames`: one image for every frame or
+    a video of exactly its frames. `cut`: the source was cut to its first `video_frames`, so a longer
+    mask is cut alike. Said alike by `read_mask` and by the server, which refuses such a job at submit."""
+    if cut:
+        frames = min(frames, video_frames)
+    if frames not in (1, video_frames):
+        count = f"more than {video_frames}" if frames > video_frames else frames
+        raise UserError(
+            f"{name} has {count} frames; it must be one image or {video_frames} frames like the video"
+        )
+
+
 def read_mask(path: str, like: np.ndarray, cut: bool = False) -> np.ndarray:
     """A black/white mask image or video of exactly the source's size: True where white (regenerate).
     `cut`: the source was cut to `like`'s length, so a longer mask is cut alike."""
@@ -107,11 +120,7 @@ def read_mask(path: str, like: np.ndarray, cut: bool = False) -> np.ndarray:
         raise UserError(
             f"mask {path!r} is {frames.shape[2]}x{frames.shape[1]}; it must be {w}x{h} like the video"
         )
-    if len(frames) not in (1, len(like)):
-        count = f"more than {len(like)}" if len(frames) > len(like) else len(frames)
-        raise UserError(
-            f"mask {path!r} has {count} frames; it must be one image or {len(like)} frames like the video"
-        )
+    check_mask_frames(f"mask {path!r}", len(frames), len(like), cut)
     # A coloured mask has no meaning the user could count on: its brightness decided, so a yellow
     # region was regenerated and a red one (mean 85) kept, or refused as "no white pixels".
     colored = np.ptp(frames, axis=-1) > MASK_GRAY_TOLERANCE

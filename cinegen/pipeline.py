@@ -1005,6 +1005,13 @@ def loaded_fps(req: GenerateRequest, video: MediaInfo) -> float:
     return req.fps if req.fps is not None and inputs_mod.rates_differ(req.fps, video.fps) else video.fps
 
 
+def check_mask_length(mask: MediaInfo, video: MediaInfo) -> None:
+    """`inputs.read_mask`'s rule on a mask's frames (`inputs.check_mask_frames`), for a source of
+    `video.frames` as `inputs.load` reads it: at most MAX_SOURCE_FRAMES, a longer mask cut alike."""
+    read = min(video.frames, MAX_SOURCE_FRAMES)
+    inputs_mod.check_mask_frames("mask", mask.frames, read, cut=read >= MAX_SOURCE_FRAMES)
+
+
 def loaded_frames(req: GenerateRequest, video: MediaInfo, first: MediaInfo | None = None) -> int:
     """The frames a task gets of a source video of `video.frames` frames at `video.fps`:
     `inputs.load` reads at most MAX_SOURCE_FRAMES and resamples them to a requested fps that differs,

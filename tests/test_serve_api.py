@@ -363,6 +363,39 @@ def test_a_follow_up_of_a_video_over_the_limit_asks_for_what_it_keeps(tmp_path: 
         local.stop()
 
 
+def test_a_follow_up_of_a_video_made_at_the_limit_is_not_refused_for_its_rounding(
+    tmp_path: Path, server: Server
+) -> None:
+    # 1 s at 8 fps makes 9 frames (1.125 s): a remix or a loop of it asked for 1.125 s and was refused
+    # ("seconds 1.125 is over this server's limit of 1") for latent frames the server added. The limit
+    # is held in frames: 9 at 8 fps; more, as a remix of a video extended past it, is still refused.
+    local = Server(tmp_path / "data", server.model, workers=1, extra=["--no-auth", "--max-seconds", "1"])
+    local.start()
+    try:
+        with local.client(None) as c:
+            quick = {**SMALL, "size": "32x32", "steps": 1}
+            source = wait_for(c, c.post("/v1/videos", json=quick).json()["id"])
+            assert source["status"] == "completed" and source["metadata"]["frames"] == 9, source
+            r = c.post(f"/v1/videos/{source['id']}/remix", json={"prompt": "a blue ball"})
+            assert r.status_code == 201 and r.json()["seconds"] == 9 / 8, r.text
+            r = c.post(f"/v1/videos/{source['id']}/loop", json={})
+            assert r.status_code == 201, r.text
+            r = c.post(f"/v1/videos/{source['id']}/extend", json={"seconds": 1})
+            extended = wait_for(c, r.json()["id"])
+            assert extended["status"] == "completed" and extended["metadata"]["frames"] == 17, extended
+            for action, body in (("remix", {"prompt": "a blue ball"}), ("loop", {})):
+                refused = assert_error(c.post(f"/v1/videos/{extended['id']}/{action}", json=body), 422)
+                assert refused["message"] == (
+                    "seconds 2.125 is over this server's limit of 1: the video's 17 frames at 8 fps, "
+                    "where the limit makes 9"
+                )
+            # Seconds a user sends are held to the limit as sent.
+            body = assert_error(c.post("/v1/videos", json={**quick, "seconds": 1.1}), 422, "invalid_request")
+            assert body["message"] == "seconds 1.1 is over this server's limit of 1"
+    finally:
+        local.stop()
+
+
 def test_a_follow_up_owns_its_copy_of_the_source(alice: httpx.Client) -> None:
     source = wait_for(alice, alice.post("/v1/videos", json=SMALL).json()["id"])
     headers = {"Idempotency-Key": f"extend-{source['id']}"}
@@ -582,6 +615,53 @@ def test_edit_with_a_mask_video_and_connect(alice: httpx.Client, server: Server,
     assert done["status"] == "completed" and done["metadata"]["frames"] == 9 + 7 + 5, done
     body = assert_error(post_files(alice, {"video": clip}, task="connect"), 422, "invalid_request")
     assert body["message"] == "task 'connect' needs an uploaded 'video_b'"
+
+
+def test_a_mask_video_of_another_length_than_the_source_is_refused_at_submit(
+    alice: httpx.Client, server: Server, tmp_path: Path
+) -> None:
+    # inputs.read_mask takes one image or exactly the source's frames; 5 or 12 frames for a clip of 9
+    # were accepted and failed on the worker.
+    clip = ("clip.mp4", mp4_bytes(tmp_path), "video/mp4")
+    before = set((server.storage / "uploads").iterdir())
+    for frames, count in ((5, "5"), (12, "more than 9")):
+        white = np.full((frames, 64, 64, 3), 255, np.uint8)
+        mask = ("mask.mp4", write_video(tmp_path / f"mask{frames}.mp4", white, 8).read_bytes(), "video/mp4")
+        r = post_files(alice, {"video": clip, "mask": mask}, task="edit")
+        body = assert_error(r, 422, "invalid_input")
+        assert body["message"] == f"mask has {count} frames; it must be one image or 9 frames like the video"
+    assert set((server.storage / "uploads").iterdir()) == before
+    one = ("mask.mp4", write_video(tmp_path / "one.mp4", white[:1], 8).read_bytes(), "video/mp4")
+    assert post_files(alice, {"video": clip, "mask": one}, task="edit").status_code == 201
+
+
+def test_the_server_holds_a_mask_to_the_length_read_mask_takes(tmp_path: Path) -> None:
+    # One rule (inputs.check_mask_frames) for the server's MediaInfo and the worker's frames, with the
+    # source as inputs.load reads it: cut to MAX_SOURCE_FRAMES, and a longer mask cut alike.
+    from cinegen.inputs import read_mask
+    from cinegen.media import MediaInfo
+    from cinegen.pipeline import MAX_SOURCE_FRAMES, check_mask_length
+
+    def info(frames: int) -> MediaInfo:
+        return MediaInfo("video", 16, 16, frames, 8.0)
+
+    long = MAX_SOURCE_FRAMES + 40
+    for video, mask in ((9, 1), (9, 9), (long, 1), (long, long), (long, MAX_SOURCE_FRAMES)):
+        check_mask_length(info(mask), info(video))
+    refused_cases = ((9, 5, "5", 9), (9, 10, "more than 9", 9), (long, 500, "500", MAX_SOURCE_FRAMES))
+    for video, mask, count, like in refused_cases:
+        with pytest.raises(UserError) as refused:
+            check_mask_length(info(mask), info(video))
+        assert str(refused.value) == (
+            f"mask has {count} frames; it must be one image or {like} frames like the video"
+        )
+    # The worker's read_mask says it alike, naming the file.
+    path = write_video(tmp_path / "m.mp4", np.full((5, 16, 16, 3), 255, np.uint8), 8)
+    with pytest.raises(UserError) as refused:
+        read_mask(str(path), np.zeros((9, 16, 16, 3), np.uint8))
+    assert str(refused.value) == (
+        f"mask {str(path)!r} has 5 frames; it must be one image or 9 frames like the video"
+    )
 
 
 def test_files_a_task_does_not_take_are_refused(alice: httpx.Client, tmp_path: Path) -> None:

@@ -32,7 +32,9 @@ from cinegen.pipeline import (
     TASKS,
     GenerateRequest,
     Geometry,
+    check_mask_length,
     config_geometry,
+    frame_count,
     loaded_fps,
     loaded_frames,
     made_frames,
@@ -369,6 +371,20 @@ def create_app(settings: Settings) -> FastAPI:
                 message = resampled_too_short(role, video.frames, video.fps, kept, rate, need)
             raise ApiError(422, "invalid_input", message)
 
+    def check_implied_length(frames: int, fps: float, time_factor: int) -> None:
+        """A follow-up's length taken from a video this server made, held to `--max-seconds` in
+        frames: a video made at the limit is a little longer than it (1 s at 8 fps makes 9 frames,
+        1.125 s), for whole latent frames the server added, and a follow-up has no seconds to lower.
+        It may have the frames the limit makes at its rate, no more."""
+        allowed = frame_count(settings.max_seconds, fps, time_factor)
+        if frames > allowed:
+            raise ApiError(
+                422,
+                "invalid_request",
+                over_server_limit("seconds", frames / fps, settings.max_seconds)
+                + f": the video's {frames} frames at {fps:g} fps, where the limit makes {allowed}",
+            )
+
     def check_pixels(width: int, height: int) -> None:
         if width * height > settings.max_pixels:
             raise ApiError(
@@ -383,8 +399,11 @@ def create_app(settings: Settings) -> FastAPI:
         inputs: dict[str, str],
         source_id: str | None = None,
         media: dict[str, MediaInfo] | None = None,
+        implied_seconds: bool = False,
     ) -> NewJob:
-        """The job a request makes; `media` says what its input files are (size, frames, rate) by role."""
+        """The job a request makes; `media` says what its input files are (size, frames, rate) by role.
+        `implied_seconds`: the seconds are a follow-up's, taken from its source and held to the limit
+        in frames (`check_implied_length`), not sent by the user."""
         media = media or {}
         if body.model is not None and body.model != settings.model:
             raise ApiError(
@@ -392,6 +411,8 @@ def create_app(settings: Settings) -> FastAPI:
             )
         for field, limit in server_limits.items():
             value = getattr(body, field)
+            if field == "seconds" and implied_seconds:
+                continue
             if value is not None and value > limit:
                 raise ApiError(422, "invalid_request", over_server_limit(field, value, limit))
         # The pipeline's aspect limits, checked now (a UserError answers 422) rather than on a worker.
@@ -442,6 +463,8 @@ def create_app(settings: Settings) -> FastAPI:
         req = GenerateRequest(**params)
         check_source_lengths(req, media)
         g = check_renderable(req, {role: (m.width, m.height) for role, m in media.items()})
+        if "mask" in media and "video" in media:
+            check_mask_length(media["mask"], media["video"])  # a UserError: 422 invalid_input
         if width is None and g is not None:  # a short side alone follows the input's aspect
             check_pixels(g.width, g.height)
         # The job's length is what the model makes of the seconds asked for (whole latent frames:
@@ -576,6 +599,7 @@ def create_app(settings: Settings) -> FastAPI:
                 409, "video_not_ready", f"video {video_id!r} is {source.status}; it must be completed"
             )
         p = source.params
+        implied = False  # without the model's time factor, the seconds are held to the limit as sent
         fields = {
             "prompt": p["prompt"],
             "negative_prompt": p.get("negative") or None,
@@ -596,6 +620,8 @@ def create_app(settings: Settings) -> FastAPI:
             frames = video.frames
             if model_config is not None:
                 frames = min(frames, most_kept_frames(model_config.autoencoder.time_factor))
+                check_implied_length(frames, video.fps, model_config.autoencoder.time_factor)
+                implied = True
             fields["seconds"] = frames / video.fps
         if p.get("width"):
             fields["size"] = f"{p['width']}x{p['height']}"
@@ -616,7 +642,9 @@ def create_app(settings: Settings) -> FastAPI:
         except FileNotFoundError:
             raise ApiError(404, "not_found", f"the video of {video_id!r} is gone from storage") from None
         with removed_on_error(inputs):
-            new = build_job(who, merged, inputs, source_id=source.id, media={"video": video})
+            new = build_job(
+                who, merged, inputs, source_id=source.id, media={"video": video}, implied_seconds=implied
+            )
             return submit(who, new, idem, [task, video_id, body.model_dump(mode="json")])
 
     @app.post(

@@ -20,20 +20,27 @@ from cinegen.world.detect import classify, downscale
 BANDS = [0, 2, 4, 8, 16, 32, 10_000]  # working pixels (128 px clips: pixels)
 
 
+def still_changes(frames: np.ndarray):
+    """Per frame change t: (|change| of gray, still pixels, each pixel's distance to an object in
+    either frame), as `cinegen.evaluate.flicker` sees the clip."""
+    labels, gray = classify(downscale(frames)[0])
+    neutral = labels < 0
+    still = neutral[1:] & neutral[:-1]
+    change = np.abs(gray[1:] - gray[:-1])
+    for t in range(len(change)):
+        objects = ~(neutral[t] & neutral[t + 1])
+        dist = ndimage.distance_transform_edt(~objects) if objects.any() else np.full(objects.shape, 1e9)
+        yield change[t], still[t], dist
+
+
 def split(clips: list[np.ndarray]) -> dict:
     """Per distance band: its share of still pixels and their mean |change| (levels)."""
     total, count = np.zeros(len(BANDS) - 1), np.zeros(len(BANDS) - 1)
     for frames in clips:
-        labels, gray = classify(downscale(frames)[0])
-        neutral = labels < 0
-        still = neutral[1:] & neutral[:-1]
-        change = np.abs(gray[1:] - gray[:-1])
-        for t in range(len(change)):
-            objects = ~(neutral[t] & neutral[t + 1])
-            dist = ndimage.distance_transform_edt(~objects) if objects.any() else np.full(objects.shape, 1e9)
+        for change, still, dist in still_changes(frames):
             for b in range(len(BANDS) - 1):
-                band = still[t] & (dist >= BANDS[b]) & (dist < BANDS[b + 1])
-                total[b] += change[t][band].sum()
+                band = still & (dist >= BANDS[b]) & (dist < BANDS[b + 1])
+                total[b] += change[band].sum()
                 count[b] += band.sum()
     n = count.sum()
     return {"flicker": round(total.sum() / n, 4)} | {

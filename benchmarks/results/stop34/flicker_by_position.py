@@ -16,33 +16,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "stop32"))
 sys.path.insert(0, str(Path(__file__).parent))
-from flicker_by_distance import split  # noqa: E402
+from flicker_by_distance import split, still_changes  # noqa: E402
 from sharpen_ceiling import psnr  # noqa: E402
 
 from cinegen.data import read_captions  # noqa: E402
 from cinegen.pipeline import to_uint8, to_video_tensor  # noqa: E402
 from cinegen.train import load_autoencoder  # noqa: E402
 from cinegen.world import parse_caption, render  # noqa: E402
-from cinegen.world.detect import classify, downscale  # noqa: E402
 
 
 def by_frame_change(clips: list[np.ndarray]) -> dict:
     """Mean |change| of still pixels within 2 px of an object and beyond, per frame change."""
     total, count = np.zeros((2, len(clips[0]) - 1)), np.zeros((2, len(clips[0]) - 1))
     for frames in clips:
-        labels, gray = classify(downscale(frames)[0])
-        neutral = labels < 0
-        still = neutral[1:] & neutral[:-1]
-        change = np.abs(gray[1:] - gray[:-1])
-        for t in range(len(change)):
-            objects = ~(neutral[t] & neutral[t + 1])
-            distance = ndimage.distance_transform_edt(~objects) if objects.any() else np.full(objects.shape, 1e9)
-            for band, pixels in enumerate((still[t] & (distance < 2), still[t] & (distance >= 2))):
-                total[band, t] += change[t][pixels].sum()
+        for t, (change, still, distance) in enumerate(still_changes(frames)):
+            for band, pixels in enumerate((still & (distance < 2), still & (distance >= 2))):
+                total[band, t] += change[pixels].sum()
                 count[band, t] += pixels.sum()
     rim, beyond = total / np.maximum(count, 1)
     return {"rim": [round(float(x), 2) for x in rim], "beyond_2px": [round(float(x), 3) for x in beyond]}

@@ -208,6 +208,11 @@ class GenerationResult:
         return self.videos[0]
 
 
+def video_frames(latents: int, time_factor: int) -> int:
+    """The video frames `latents` latent frames decode to: the first alone, then time_factor each."""
+    return 1 + (latents - 1) * time_factor
+
+
 def frame_count(seconds: float, fps: float, time_factor: int) -> int:
     """The 1 + time_factor·k frames (at least 1 + time_factor) closest to `seconds` at `fps`: the
     lengths the causal VAE encodes whole."""
@@ -637,8 +642,7 @@ class Pipeline:
         return round(self.frames_of(LONG_WINDOW_LATENTS) / g.fps, 2)
 
     def frames_of(self, latents: int) -> int:
-        """The video frames `latents` latent frames decode to (the first alone, then time_factor each)."""
-        return 1 + (latents - 1) * self.backend.time_factor
+        return video_frames(latents, self.backend.time_factor)
 
     def metadata(self, req: GenerateRequest, prep: Prepared) -> dict:
         """Everything needed to reproduce the output (`cinegen generate --from out.json`): the request,
@@ -984,7 +988,7 @@ def text_loop_latents(g: Geometry, time_factor: int) -> int:
 
 def most_kept_frames(time_factor: int) -> int:
     """The most of a source video edit and loop keep: MAX_CANVAS_LATENTS latent frames."""
-    return 1 + time_factor * (MAX_CANVAS_LATENTS - 1)
+    return video_frames(MAX_CANVAS_LATENTS, time_factor)
 
 
 def kept_source_frames(req: GenerateRequest, g: Geometry, frames: int, time_factor: int) -> int:
@@ -1116,7 +1120,7 @@ def storyboard(job: _Job, seed: int) -> np.ndarray:
     return np.concatenate([long_video(job, s.prompt, n, seed) for s, n in zip(shots, lengths, strict=True)])
 
 
-def source_latents(job: _Job, video: np.ndarray) -> np.ndarray:
+def kept_source(job: _Job, video: np.ndarray) -> np.ndarray:
     """The source as edit and loop keep it (`kept_source_frames`), with a note if cut."""
     keep = kept_source_frames(job.req, job.g, len(video), job.f)
     if keep < len(video):
@@ -1130,7 +1134,7 @@ def source_latents(job: _Job, video: np.ndarray) -> np.ndarray:
 def task_edit(job: _Job) -> list[np.ndarray]:
     """SDEdit restyle; FlowEdit with a source prompt; with a mask only the white region changes."""
     inputs = job.inputs
-    source = source_latents(job, inputs.video)
+    source = kept_source(job, inputs.video)
     latent = job.encode(source)
     shape = tuple(latent.shape[1:])
     white = inputs.mask[: len(source)] if inputs.mask is not None else None
@@ -1196,7 +1200,7 @@ def task_loop(job: _Job) -> list[np.ndarray]:
         turns = job.decode(torch.cat([latent, latent], dim=2))
         job.last_latent = latent.cpu()
         return [v[-job.f * shape[0] :] for v in turns]
-    source = source_latents(job, video)
+    source = kept_source(job, video)
     latents = loop_bridge_latents(len(source), job.f)
     return [
         np.concatenate([source, job.bridge(source, source, latents, job.req.seed + i)])

@@ -147,6 +147,12 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
         autoencoder=AutoencoderConfig(gate_width=16),
         denoiser=DenoiserConfig(rope_side_range=DEFAULT_SIDE_RANGE),
     ),
+    # tiny-c16 with the gate of tiny-gated, so it can start from weights/ (gated since stop 31).
+    "tiny-c16-gated": ModelConfig(
+        autoencoder=AutoencoderConfig(latent_channels=16, gate_width=16),
+        denoiser=DenoiserConfig(latent_channels=16, rope_side_range=DEFAULT_SIDE_RANGE),
+        name="cinegen-tiny-c16",
+    ),
     # For unit tests: a few thousand parameters, same code paths.
     "test": ModelConfig(
         autoencoder=AutoencoderConfig(latent_channels=4, channels=(8, 8, 8), patch=2, spatial_downsample=(True, True)),

@@ -96,6 +96,15 @@ def resampled_too_short(name: str, frames: int, fps: float, kept: int, to: str, 
     )
 
 
+def checked_resample_index(name: str, frames: int, fps: float, to_fps: float, to: str, min_frames: int) -> np.ndarray:
+    """`resample_index` of a source video, refused in one line (`resampled_too_short`) when it leaves
+    fewer than `min_frames`."""
+    index = resample_index(frames, fps, to_fps)
+    if len(index) < min_frames:
+        raise UserError(resampled_too_short(name, frames, fps, len(index), to, min_frames))
+    return index
+
+
 def check_mask_frames(name: str, frames: int, video_frames: int, cut: bool = False) -> None:
     """A mask of `frames` frames fits a source read as `video_frames`: one image for every frame or
     a video of exactly its frames. `cut`: the source was cut to its first `video_frames`, so a longer
@@ -236,14 +245,9 @@ def load(req, min_frames: int, max_frames: int) -> Inputs:
         inputs.mask = read_mask(req.mask, inputs.video, cut=len(inputs.video) >= max_frames)
     if inputs.video is not None and req.fps is not None and rates_differ(req.fps, inputs.video_fps):
         # Taken frame for frame, the clip would play faster or slower than it was filmed.
-        index = resample_index(len(inputs.video), inputs.video_fps, req.fps)
-        if len(index) < min_frames:
-            raise UserError(
-                resampled_too_short(
-                    f"video {req.video!r}", len(inputs.video), inputs.video_fps, len(index), f"{req.fps:g} fps",
-                    min_frames,
-                )
-            )
+        index = checked_resample_index(
+            f"video {req.video!r}", len(inputs.video), inputs.video_fps, req.fps, f"{req.fps:g} fps", min_frames
+        )
         inputs.video = inputs.video[index]
         if inputs.mask is not None:
             inputs.mask = inputs.mask[index]
@@ -254,14 +258,10 @@ def load(req, min_frames: int, max_frames: int) -> Inputs:
         # Played at the first's rate, it ran slow or fast. (Arguments as for the first: the rate resampled
         # to, then the clip's; the test is not symmetric, and the server's `pipeline.loaded_frames` repeats it.)
         if rates_differ(inputs.video_fps, fps_b):
-            index = resample_index(len(inputs.video_b), fps_b, inputs.video_fps)
-            if len(index) < min_frames:
-                raise UserError(
-                    resampled_too_short(
-                        f"second video {req.video_b!r}", len(inputs.video_b), fps_b, len(index),
-                        f"the first's {inputs.video_fps:g} fps", min_frames,
-                    )
-                )
+            index = checked_resample_index(
+                f"second video {req.video_b!r}", len(inputs.video_b), fps_b, inputs.video_fps,
+                f"the first's {inputs.video_fps:g} fps", min_frames,
+            )
             inputs.video_b = inputs.video_b[index]
             inputs.notes.append(
                 f"second video {fps_b:g} fps resampled to the first's {inputs.video_fps:g} fps "

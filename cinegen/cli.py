@@ -142,9 +142,10 @@ def input_digests(req) -> dict[str, str]:
     return digests
 
 
-def check_recorded_inputs(record_path: str, req, recorded) -> None:
+def check_recorded_inputs(record_path: str, req, recorded) -> dict[str, str]:
     """A one-line error, before the model loads, if an input of the recorded request is missing or is
-    not the file the record was made from (older records keep no digests: their files are not checked)."""
+    not the file the record was made from (older records keep no digests: their files are not checked).
+    Returns the inputs' digests (`input_digests`), for the new output's sidecar."""
     current = input_digests(req)
     for name in INPUT_FIELDS:
         path = getattr(req, name)
@@ -196,7 +197,8 @@ def writing(path: Path):
 
 
 @sigterm_raises()
-def run_request(args: argparse.Namespace, req, draft_state: dict | None = None) -> int:
+def run_request(args: argparse.Namespace, req, draft_state: dict | None = None,
+                digests: dict[str, str] | None = None) -> int:
     """Validate, generate, and write every output with its JSON sidecar.
 
     Each variation of a batch runs alone, as the request its sidecar records (seed + i, batch 1):
@@ -204,7 +206,8 @@ def run_request(args: argparse.Namespace, req, draft_state: dict | None = None) 
     1e-6 in the velocity of the shipped model on a CPU, up to 6 levels in the mp4), so
     `--from out_1.json` (issue 4) did not give out_1's frames, nor did `--seed` of its seed.
     `draft_state`: the recorded draft's (`--from draft.json`): its request runs as it ran, and its
-    latent is written again, so the new draft can be finalized."""
+    latent is written again, so the new draft can be finalized. `digests`: the inputs' sha256 where
+    the caller has them already (`check_recorded_inputs`)."""
     from cinegen.media import check_output_path, write_sidecar, write_video
     from cinegen.pipeline import Pipeline
 
@@ -215,7 +218,8 @@ def run_request(args: argparse.Namespace, req, draft_state: dict | None = None) 
     pipe.validate(req)  # fail on bad settings before any slow work
     if req.draft or draft_state is not None:
         from cinegen.tasks_cli import write_draft_state
-    digests = input_digests(req)
+    if digests is None:  # before any output is written: an output may replace an input
+        digests = input_digests(req)
     told: set[str] = set()
     results = []
     for i in range(len(paths)):
@@ -268,15 +272,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
             # RecursionError: JSON nested too deep to parse.
             raise UserError(f"{args.from_record!r} is not a cinegen JSON sidecar") from None
         req = GenerateRequest.from_dict(request)
-        check_recorded_inputs(args.from_record, req, record.get("inputs_sha256"))
+        digests = check_recorded_inputs(args.from_record, req, record.get("inputs_sha256"))
         if "finalized_from_draft" in record:  # made by `cinegen finalize`: its draft, then the finalize, again
             from cinegen.tasks_cli import finalize_again
 
-            return finalize_again(args, req, record["finalized_from_draft"])
+            return finalize_again(args, req, record["finalized_from_draft"], digests)
         draft_state = record.get("draft")
         if draft_state is not None and not isinstance(draft_state, dict):
             raise UserError(f"{args.from_record!r} has draft {draft_state!r}; it must be the draft's state (an object)")
-        return run_request(args, req, draft_state)
+        return run_request(args, req, draft_state, digests)
     extra = {"image": args.image, "last_image": args.last_image, "draft": args.draft}
     if args.storyboard:
         from cinegen.inputs import read_storyboard

@@ -15,7 +15,6 @@ from pathlib import Path
 from cinegen.cli import (
     add_generation_options,
     check_recorded_inputs,
-    input_digests,
     memory_options,
     request_from_args,
     run_request,
@@ -120,13 +119,13 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     _check_numbers(f"draft {args.draft!r}", strength, anchor_until)
     # The final pins the draft's --image / --last-image: another file there makes a final that
     # `generate --from final.json` cannot make again (it remakes the draft from the file as it is now).
-    check_recorded_inputs(args.draft, req, record.get("inputs_sha256"))
+    digests = check_recorded_inputs(args.draft, req, record.get("inputs_sha256"))
     pipe = Pipeline.load(args.model, device=args.device, dtype=args.dtype, **memory_options(args))
-    return _finalize(args, output, pipe, req, latent, strength, anchor_until, record["draft_request"])
+    return _finalize(args, output, pipe, req, latent, strength, anchor_until, record["draft_request"], digests)
 
 
 @sigterm_raises()
-def finalize_again(args: argparse.Namespace, req, finalized: dict) -> int:
+def finalize_again(args: argparse.Namespace, req, finalized: dict, digests: dict[str, str]) -> int:
     """`generate --from final.json`: the final of a draft made again, from the draft's request recorded
     in it (its latent is made anew, not read) and the finalize's strength and anchor. Replayed as a
     plain request, the final was a different video: a full-size generation from noise."""
@@ -145,7 +144,8 @@ def finalize_again(args: argparse.Namespace, req, finalized: dict) -> int:
         draft = pipe.draft(dataclasses.replace(req, draft=True, batch=1), show_progress=not args.quiet)
     else:
         draft = pipe.run(GenerateRequest.from_dict(draft_request), show_progress=not args.quiet)
-    return _finalize(args, output, pipe, req, draft.latents[:1], strength, anchor_until, draft.metadata["request"])
+    return _finalize(args, output, pipe, req, draft.latents[:1], strength, anchor_until, draft.metadata["request"],
+                     digests)
 
 
 def _check_numbers(where: str, strength, anchor_until) -> None:
@@ -154,9 +154,11 @@ def _check_numbers(where: str, strength, anchor_until) -> None:
             raise UserError(f"{where} has {name} {value!r}; it must be a number")
 
 
-def _finalize(args, output: Path, pipe, req, latent, strength, anchor_until, draft_request: dict) -> int:
+def _finalize(args, output: Path, pipe, req, latent, strength, anchor_until, draft_request: dict,
+              digests: dict[str, str]) -> int:
     """Finish the draft `latent` at `req`'s full size and write it with its sidecar, which keeps the
-    draft's own request so that `generate --from` makes the same final again."""
+    draft's own request so that `generate --from` makes the same final again, and the inputs' sha256
+    (`digests`, taken by `check_recorded_inputs` before the model loaded)."""
     from cinegen.media import write_sidecar, write_video
 
     req = dataclasses.replace(req, draft=False, batch=1)
@@ -164,7 +166,7 @@ def _finalize(args, output: Path, pipe, req, latent, strength, anchor_until, dra
     result = pipe.finalize(req, latent[:1], strength, anchor_until, show_progress=not args.quiet)
     result.metadata["finalize_seconds"] = round(time.perf_counter() - started, 3)
     result.metadata["finalized_from_draft"] = dict(result.metadata["finalized_from_draft"], draft_request=draft_request)
-    if digests := input_digests(req):
+    if digests:
         result.metadata["inputs_sha256"] = digests
     with writing(output):  # frames to .png: the first's file
         written = write_video(output, result.frames, result.fps, result.metadata)

@@ -249,6 +249,14 @@ class TrainConfig:
     # channel's std) drawn per clip from [0, latent_noise]. A denoiser's latents are a little off;
     # a gate trained on exact ones learns to trust the decoder's frame changes more than it should.
     latent_noise: float = 0.0
+    # Autoencoder stage, with freeze_encoder and init_from a model directory: the share of batches
+    # whose latents that model's denoiser redraws before they are decoded. Each such batch is
+    # encoded, noised to a level drawn uniformly from denoised_strength and denoised back with
+    # its captions at the model's sampling settings, as an edit would. A decoder trained on the
+    # encoder's latents alone decodes world clips better but the denoiser's latents worse (stop
+    # 34); these teach it how the denoiser draws: its jitter in still cells, its edges.
+    denoised_share: float = 0.0
+    denoised_strength: tuple[float, ...] = (0.2, 0.6)
     cache_clips: int = 0  # denoiser stage: clips to render and encode once (0 = twice the caption pool)
     # A model directory to start a fresh run from (its VAE or its denoiser, by stage), e.g. "weights".
     init_from: str = ""

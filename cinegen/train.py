@@ -25,6 +25,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -265,7 +266,8 @@ def log(out_dir: Path, record: dict) -> None:
 def autoencoder_loss(vae: nn.Module, video: torch.Tensor, kl_weight: float, generator: torch.Generator,
                      objects: torch.Tensor | None = None, object_weight: float = 0.0,
                      temporal_weight: float = 0.0, edge_weight: float = 0.0, latent_noise: float = 0.0,
-                     object_margin: int = 1) -> tuple[torch.Tensor, dict]:
+                     object_margin: int = 1, redraw: Callable[[torch.Tensor], torch.Tensor] | None = None
+                     ) -> tuple[torch.Tensor, dict]:
     """L1 + MSE (+ a tiny KL). With `object_weight`, pixels that hold an object or change from
     the previous frame (where a moving thing arrives and where it left), grown by `object_margin`
     pixels, count `1 + object_weight` times: a small VAE otherwise keeps a moving object frozen at
@@ -273,8 +275,18 @@ def autoencoder_loss(vae: nn.Module, video: torch.Tensor, kl_weight: float, gene
     loss on the change between consecutive frames, so a still background decodes still. With
     `edge_weight`, the same between neighbouring pixels (along height and width): an L1 loss
     on the image gradient, which a blurred edge or corner misses, unlike the per-pixel losses
-    where a blur is a cheap average. `latent_noise`: see TrainConfig.latent_noise."""
-    recon, dist_ = vae(video, generator, latent_noise)
+    where a blur is a cheap average. `latent_noise`: see TrainConfig.latent_noise. `redraw`: see
+    CausalVAE.forward."""
+    recon, dist_ = vae(video, generator, latent_noise, redraw)
+    loss, stats = reconstruction_loss(recon, video, objects, object_weight, temporal_weight, edge_weight,
+                                      object_margin)
+    return loss + kl_weight * dist_.kl(), stats
+
+
+def reconstruction_loss(recon: torch.Tensor, video: torch.Tensor, objects: torch.Tensor | None = None,
+                        object_weight: float = 0.0, temporal_weight: float = 0.0, edge_weight: float = 0.0,
+                        object_margin: int = 1) -> tuple[torch.Tensor, dict]:
+    """`autoencoder_loss` of a decoded video, without the posterior's KL term."""
     error = recon - video
     weight = torch.ones_like(video[:, :1])
     if object_weight > 0:
@@ -288,7 +300,7 @@ def autoencoder_loss(vae: nn.Module, video: torch.Tensor, kl_weight: float, gene
     weight = weight / weight.mean()
     l1 = (weight * error.abs()).mean()
     mse = error.pow(2).mean()
-    loss = l1 + (weight * error.pow(2)).mean() + kl_weight * dist_.kl()
+    loss = l1 + (weight * error.pow(2)).mean()
     if temporal_weight > 0 and video.shape[2] > 1:
         loss = loss + temporal_weight * error.diff(dim=2).abs().mean()
     if edge_weight > 0:
@@ -339,17 +351,58 @@ def denoiser_loss(dit: nn.Module, x0: torch.Tensor, text: TextEmbedding, fps: to
     return flow_loss(v, x0, noise, weight), {}
 
 
+class Redrawer:
+    """The frozen denoiser of a model directory, redrawing an autoencoder batch's latents as an
+    edit of strength s would: noised to s, then denoised with the clips' captions at the model's
+    sampling settings (steps scaled by s, its guidance). See TrainConfig.denoised_share."""
+
+    def __init__(self, model_dir: str, captions: list[str], strengths: tuple[float, ...], device: torch.device):
+        from cinegen.backends.native import NativeBackend
+
+        self.backend = NativeBackend.load(model_dir, device, text_encoder=False)
+        self.backend.vae = None  # the run trains its own copy; this one would only hold memory
+        self.settings = self.backend.config.sampling
+        encoder = TextEncoder(self.backend.config.text_encoder.name, self.backend.config.text_encoder.max_tokens,
+                              device)
+        self.captions = encode_captions(encoder, captions).to("cpu")
+        self.null_text = encoder.encode([""]).to("cpu")
+        self.strengths = strengths
+
+    @torch.no_grad()
+    def __call__(self, latent: torch.Tensor, caption_ids: torch.Tensor, fps: float,
+                 generator: torch.Generator) -> torch.Tensor:
+        from cinegen.canvas import Canvas
+        from cinegen.sampling import Guidance, sample
+
+        low, high = self.strengths
+        strength = low + (high - low) * torch.rand(1, generator=generator).item()
+        b, device = latent.shape[0], latent.device
+        cond = self.backend.make_context(self.captions[caption_ids].to(device, torch.float32), fps)
+        uncond = self.backend.make_context(self.null_text.repeat(b).to(device), fps)
+        noise = torch.randn(latent.shape, generator=generator).to(latent)
+        patch = self.backend.patch
+        return sample(self.backend, Canvas(tuple(latent.shape[2:]), patch, init=latent, strength=strength),
+                      noise, cond, uncond, steps=max(2, math.ceil(self.settings.steps * strength)),
+                      guidance=Guidance(text=self.settings.guidance),
+                      shift=self.backend.time_shift(math.prod(latent.shape[2:]) // patch**2)).to(latent)
+
+
 def micro_batch_loss(net: nn.Module, batch, loss_seed: int, cfg: TrainConfig, rt: Runtime,
-                     captions: TextEmbedding | None, null_text: TextEmbedding | None) -> tuple[torch.Tensor, dict]:
-    """The loss of one micro-batch, its randomness (posterior samples, noise, text dropout) all
-    drawn from `loss_seed`."""
+                     captions: TextEmbedding | None, null_text: TextEmbedding | None,
+                     redrawer: Redrawer | None = None) -> tuple[torch.Tensor, dict]:
+    """The loss of one micro-batch, its randomness (posterior samples, noise, text dropout, the
+    redrawer's share, noise and strength) all drawn from `loss_seed`."""
     generator = torch.Generator().manual_seed(loss_seed)
     objects = batch.objects.to(rt.device) if batch.objects is not None else None
     with autocast(cfg.precision, rt.device):
         if cfg.stage == "autoencoder":
+            redraw = None
+            if redrawer is not None and torch.rand(1, generator=generator).item() < cfg.denoised_share:
+                redraw = functools.partial(redrawer, caption_ids=batch.caption_ids, fps=batch.fps,
+                                           generator=generator)
             return autoencoder_loss(net, batch.video.to(rt.device), cfg.kl_weight, generator, objects,
                                     cfg.object_weight, cfg.temporal_weight, cfg.edge_weight, cfg.latent_noise,
-                                    cfg.object_margin)
+                                    cfg.object_margin, redraw)
         text = captions[batch.caption_ids]
         drop = torch.rand(len(batch.caption_ids), generator=generator) < cfg.text_dropout
         text = TextEmbedding(torch.where(drop[:, None, None], null_text.tokens.half(), text.tokens),
@@ -448,9 +501,12 @@ def run(cfg: TrainConfig, rt: Runtime, max_steps: int | None, minutes: float | N
     source = make_source(cfg.data, cfg.seed)
     buckets = make_buckets(cfg.data, tf)
     out_dir.mkdir(parents=True, exist_ok=True)
+    redrawer = None
     if cfg.stage == "autoencoder":
         model: nn.Module = CausalVAE(model_cfg.autoencoder)
         captions = null_text = None
+        if cfg.denoised_share > 0:
+            redrawer = Redrawer(cfg.init_from, list(source.captions), cfg.denoised_strength, rt.device)
     else:
         vae = load_autoencoder(cfg.autoencoder_from, model_cfg.autoencoder).eval().requires_grad_(False)
         model = SpacetimeDiT(model_cfg.denoiser)
@@ -576,7 +632,7 @@ def run(cfg: TrainConfig, rt: Runtime, max_steps: int | None, minutes: float | N
         for k, (loss_seed, batch) in enumerate(micro_batches):
             last = k == len(micro_batches) - 1
             with gradient_sync(net, last):  # one all-reduce per step, after the last micro-batch
-                loss, stats = micro_batch_loss(net, batch, loss_seed, cfg, rt, captions, null_text)
+                loss, stats = micro_batch_loss(net, batch, loss_seed, cfg, rt, captions, null_text, redrawer)
                 # Summed over micro-batches and averaged over ranks: the mean over every clip of the step.
                 (loss / len(micro_batches)).backward()
             losses.append(loss.detach())  # read (.item(), a device sync) only when logged
@@ -675,6 +731,19 @@ def check_settings(cfg: TrainConfig, max_steps: int | None = None) -> None:
     for name in ("cooldown", "ema", "text_dropout", "condition_dropout", "canvas_share"):
         if not 0 <= getattr(cfg, name) <= 1:
             raise UserError(f"{name} {getattr(cfg, name)} is not a share between 0 and 1")
+    if not 0 <= cfg.denoised_share <= 1:
+        raise UserError(f"denoised_share {cfg.denoised_share} is not a share between 0 and 1")
+    if cfg.denoised_share > 0:
+        if cfg.stage != "autoencoder" or not cfg.freeze_encoder:
+            raise UserError("denoised_share needs stage 'autoencoder' with freeze_encoder = true: the denoiser "
+                            "redraws the latents of the encoder it was trained on")
+        if not Path(cfg.init_from, "model.safetensors").is_file():
+            raise UserError(f"denoised_share needs init_from a model directory whose denoiser redraws the latents; "
+                            f"init_from {cfg.init_from!r} is not one")
+        strengths = cfg.denoised_strength
+        if len(strengths) != 2 or not 0 < strengths[0] <= strengths[1] <= 1:
+            raise UserError(f"denoised_strength {list(strengths)} must be two noise levels [low, high] with "
+                            f"0 < low <= high <= 1")
     if not 0 <= cfg.context_noise < 1:
         raise UserError(f"context_noise {cfg.context_noise} is not a noise level in [0, 1)")
     data, preset = cfg.data, MODEL_PRESETS[cfg.model]

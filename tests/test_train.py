@@ -226,6 +226,44 @@ def test_export_swaps_a_model_directorys_decoder_for_a_runs(vae_run, tmp_path):
     assert after.config.sampling == before.config.sampling
 
 
+def test_redrawn_latents_are_the_denoisers_edit_of_them(tiny_model_dir):
+    """A low strength keeps the latent close, a full one draws it anew; the same seed, the same draw."""
+    from cinegen.train import Redrawer
+
+    latent = torch.randn(2, MODEL_PRESETS["test"].autoencoder.latent_channels, 2, 4, 4)
+    ids, captions = torch.tensor([0, 1]), ["a red ball moves right", "a blue square rests"]
+
+    def redrawn(strength: float, seed: int = 0) -> torch.Tensor:
+        redrawer = Redrawer(str(tiny_model_dir), captions, (strength, strength), torch.device("cpu"))
+        return redrawer(latent, ids, 8.0, torch.Generator().manual_seed(seed))
+
+    low, full = redrawn(0.05), redrawn(1.0)
+    assert low.shape == latent.shape and not torch.equal(low, latent)
+    assert (low - latent).abs().mean() < 0.5 * (full - latent).abs().mean()
+    torch.testing.assert_close(redrawn(0.05), low)
+    assert not torch.equal(redrawn(0.05, seed=1), low)
+
+
+def test_a_decoder_trains_on_redrawn_latents_with_the_encoder_kept(vae_run, tmp_path):
+    from cinegen.train import load_autoencoder
+
+    dit_run = tmp_path / "dit"
+    train(config(dit_run, stage="denoiser", steps=1, autoencoder_from=str(vae_run)))
+    run = tmp_path / "decoder"
+    settings = dict(freeze_encoder=True, init_from=str(dit_run / "model"), denoised_share=1.0)
+    train(config(run, steps=2, **settings))
+    start = load_autoencoder(str(dit_run / "model"))
+    trained = load_autoencoder(str(run), MODEL_PRESETS["test"].autoencoder)
+    assert_same_weights(trained.encoder.state_dict(), start.encoder.state_dict())
+    assert not torch.equal(trained.decoder.state_dict()["0.conv.weight"], start.decoder.state_dict()["0.conv.weight"])
+    assert "nan" not in (run / "log.jsonl").read_text()
+    # A run killed after step 2 and resumed draws the same redraws as one that never stopped.
+    train(config(run, steps=3, **settings))
+    whole = tmp_path / "whole"
+    train(config(whole, steps=3, **settings))
+    assert_same_weights(weights(run), weights(whole))
+
+
 def test_denoiser_trains_samples_exports_and_generates(vae_run, tmp_path):
     heldout = tmp_path / "heldout.txt"
     heldout.write_text("a red ball moves right on a white background\n")
@@ -506,7 +544,7 @@ def test_object_masks_cover_the_objects_and_weight_the_loss():
     assert 0 < batch.objects.mean() < 0.5  # some pixels are objects, most are background
 
     class Shift(torch.nn.Module):  # a "VAE" whose reconstruction is off by 0.1 on object pixels only
-        def forward(self, video, generator, latent_noise=0.0):
+        def forward(self, video, generator, latent_noise=0.0, redraw=None):
             from cinegen.models.autoencoder import LatentDistribution
 
             zero = torch.zeros(1)
@@ -530,7 +568,7 @@ def test_object_margin_weighs_errors_that_many_pixels_around_an_object():
     ring[..., 4:12, 4:12] = 0.0
 
     class Ringing(torch.nn.Module):
-        def forward(self, video, generator, latent_noise=0.0):
+        def forward(self, video, generator, latent_noise=0.0, redraw=None):
             zero = torch.zeros(1)
             return video + 0.1 * ring, LatentDistribution(zero, zero)
 
@@ -562,7 +600,7 @@ def test_temporal_weight_penalises_a_flickering_reconstruction():
             super().__init__()
             self.per_frame = per_frame
 
-        def forward(self, video, generator, latent_noise=0.0):
+        def forward(self, video, generator, latent_noise=0.0, redraw=None):
             zero = torch.zeros(1)
             return video + self.per_frame.view(1, 1, -1, 1, 1), LatentDistribution(zero, zero)
 
@@ -588,7 +626,7 @@ def test_edge_weight_penalises_a_blurred_edge_more_than_a_shifted_level():
             super().__init__()
             self.recon = recon
 
-        def forward(self, video, generator, latent_noise=0.0):
+        def forward(self, video, generator, latent_noise=0.0, redraw=None):
             zero = torch.zeros(1)
             return self.recon, LatentDistribution(zero, zero)
 
@@ -616,7 +654,7 @@ def test_weighted_autoencoder_loss_takes_images_and_clips(frames):
     from cinegen.train import autoencoder_loss
 
     class Dim(torch.nn.Module):
-        def forward(self, video, generator, latent_noise=0.0):
+        def forward(self, video, generator, latent_noise=0.0, redraw=None):
             zero = torch.zeros(1)
             return 0.9 * video, LatentDistribution(zero, zero)
 
@@ -792,6 +830,10 @@ def test_train_only_needs_a_model_with_those_parts(tmp_path, settings, message):
      r"data size \[40, 32\] is not \[width, height\] in multiples of 16 px"),  # 5 latent cells: no whole patches
     ({"data": dataclasses.replace(TINY_DATA, fps=(0.0,))}, r"data fps \[0.0\] must be frame rates above 0"),
     ({"data": dataclasses.replace(TINY_DATA, caption_pool=0)}, "data caption_pool 0 must be at least 1"),
+    ({"denoised_share": 1.5}, "denoised_share 1.5 is not a share between 0 and 1"),
+    ({"denoised_share": 0.5}, "denoised_share needs stage 'autoencoder' with freeze_encoder = true"),
+    ({"denoised_share": 0.5, "freeze_encoder": True, "init_from": "runs/none"},
+     "init_from 'runs/none' is not one"),
 ])
 def test_settings_no_run_can_use_are_refused_before_any_work(tmp_path, setting, message):
     """They failed mid-run with a traceback (`step % 0`, an empty batch) or, as `steps = 0`, ran nothing."""

@@ -12,6 +12,7 @@ still pixels still.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -341,12 +342,20 @@ class CausalVAE(nn.Module):
         p = self.config.patch
         return rearrange(self.decoder(z), "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=p, p2=p)
 
-    def forward(self, video: torch.Tensor, generator: torch.Generator | None = None, latent_noise: float = 0.0
+    def forward(self, video: torch.Tensor, generator: torch.Generator | None = None, latent_noise: float = 0.0,
+                redraw: Callable[[torch.Tensor], torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, LatentDistribution]:
         """Training pass: reconstruction from a posterior sample, and the posterior. With
         `latent_noise`, the sample gets extra noise of a std drawn per clip from [0, latent_noise]
-        times each channel's latent std (TrainConfig.latent_noise)."""
+        times each channel's latent std (TrainConfig.latent_noise). With `redraw`, the posterior
+        mean, normalised as `encode` returns it, is redrawn by it (a denoiser: TrainConfig.
+        denoised_share) and decoded instead."""
         dist = self.encode_distribution(video)
+        if redraw is not None:
+            mean, std = self._stats(dist.mean)
+            with torch.no_grad():
+                latent = redraw((dist.mean - mean) / std)
+            return self.decode(latent), dist
         z = dist.sample(generator)
         if latent_noise > 0:
             b = z.shape[0]

@@ -44,7 +44,7 @@ from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
-from cinegen.canvas import random_training_mask
+from cinegen.canvas import Canvas, random_training_mask
 from cinegen.config import MODEL_PRESETS, ModelConfig, TrainConfig
 from cinegen.data import (
     LatentCache,
@@ -61,6 +61,7 @@ from cinegen.errors import UserError
 from cinegen.flow import add_noise, expand_token_t, flow_loss, sample_logit_normal
 from cinegen.models.autoencoder import CausalVAE, ResBlock
 from cinegen.models.transformer import SpacetimeDiT
+from cinegen.sampling import Guidance, sample
 from cinegen.text import TextEmbedding, TextEncoder
 
 CHECKPOINT = "checkpoint.pt"
@@ -371,9 +372,6 @@ class Redrawer:
     @torch.no_grad()
     def __call__(self, latent: torch.Tensor, caption_ids: torch.Tensor, fps: float,
                  generator: torch.Generator) -> torch.Tensor:
-        from cinegen.canvas import Canvas
-        from cinegen.sampling import Guidance, sample
-
         low, high = self.strengths
         strength = low + (high - low) * torch.rand(1, generator=generator).item()
         b, device = latent.shape[0], latent.device
@@ -434,7 +432,6 @@ def sample_and_evaluate(model_cfg: ModelConfig, vae: CausalVAE, dit: SpacetimeDi
     from cinegen.evaluate import evaluate_clip
     from cinegen.media import write_video
     from cinegen.pipeline import to_uint8
-    from cinegen.sampling import Guidance, sample
 
     captions, embedding = heldout_text
     if not captions:

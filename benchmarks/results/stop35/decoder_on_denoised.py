@@ -1,4 +1,6 @@
-"""Fine-tune the decoder (and gate) of a model directory on the denoiser's own latents.
+"""Fine-tune the decoder (and gate) of a model directory on the denoiser's own latents: stop 35's
+first try of the recipe, before `cinegen train` had it as `denoised_share`. Kept for its learning
+curve (`validation_curve_prototype.jsonl`).
 
 Stop 34 found that a decoder fine-tuned on the encoder's latents decodes world clips better but
 the denoiser's latents worse. Here the decoder learns from latents the denoiser made: each batch

@@ -342,6 +342,7 @@ def read_video(
             if container.format.name == "gif":
                 _check_gif_whole(path)
             fps = header_rate(stream)
+            declared = stream.frames  # read while open: PyAV 18.1.1 refuses a closed container's streams
             times = []
             decoding = True  # the headers are sound: what fails from here on is a damaged frame
             for frame in container.decode(stream):
@@ -354,9 +355,11 @@ def read_video(
                         "give a video of one frame size"
                     )
                 if any(component.is_alpha for component in frame.format.components):  # a transparent GIF
-                    frames.append(_flatten(frame.to_ndarray(format="rgba")))
+                    frames.append(_flatten(frame.to_ndarray(format="rgba", threads=1)))
                 else:
-                    frames.append(frame.to_ndarray(format="rgb24"))
+                    # One thread: FFmpeg's slice threads for the conversion hung in forked
+                    # DataLoader workers under PyAV 18.1.1, and the frames are small.
+                    frames.append(frame.to_ndarray(format="rgb24", threads=1))
                 times.append(frame.time)
                 if len(frames) >= cap:
                     break
@@ -369,7 +372,7 @@ def read_video(
     except Exception as e:  # PyAV raises many types for corrupt files
         if decoding:  # a file cut short or overwritten partway: its header passed `check_video`
             detail = getattr(e, "strerror", None)
-            raise UserError(f"{str(path)!r} is damaged at frame {len(frames)}{_of_declared(stream)}: it does not "
+            raise UserError(f"{str(path)!r} is damaged at frame {len(frames)}{_of_declared(declared)}: it does not "
                             f"decode ({type(e).__name__}{': ' + detail if detail else ''})") from None
         raise UserError(f"{str(path)!r} is not a readable video ({type(e).__name__})") from None
     if not frames:
@@ -424,8 +427,8 @@ def _check_gif_whole(path: Path) -> None:
                         "without the trailer (byte 0x3B) that closes a whole GIF (a file cut short)")
 
 
-def _of_declared(stream) -> str:
-    return f" of the {stream.frames} its header declares" if stream.frames else ""
+def _of_declared(frames: int) -> str:
+    return f" of the {frames} its header declares" if frames else ""
 
 
 def _frame_end(frame, fps: float) -> float | None:
@@ -453,7 +456,7 @@ def _check_whole(path: Path, stream, start: float | None, end: float | None, fra
     if declared is None or start is None or end is None:
         return
     if declared - (end - start) > 3 / fps:
-        raise UserError(f"{str(path)!r} is damaged at frame {frames}{_of_declared(stream)}: its frames stop at "
+        raise UserError(f"{str(path)!r} is damaged at frame {frames}{_of_declared(stream.frames)}: its frames stop at "
                         f"{end - start:.2f} s of the {declared:.2f} s its header declares (a file cut short or "
                         "overwritten partway)")
 

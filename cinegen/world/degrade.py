@@ -27,7 +27,7 @@ def mp4_roundtrip(frames: np.ndarray, fps: float, crf: int = 23) -> np.ndarray:
             container.mux(packet)
     buf.seek(0)
     with av.open(buf) as container:
-        out = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+        out = np.stack([f.to_ndarray(format="rgb24", threads=1) for f in container.decode(video=0)])
     return out[:, :H, :W]
 
 

@@ -378,11 +378,10 @@ class Redrawer:
         cond = self.backend.make_context(self.captions[caption_ids].to(device, torch.float32), fps)
         uncond = self.backend.make_context(self.null_text.repeat(b).to(device), fps)
         noise = torch.randn(latent.shape, generator=generator).to(latent)
-        patch = self.backend.patch
-        return sample(self.backend, Canvas(tuple(latent.shape[2:]), patch, init=latent, strength=strength),
-                      noise, cond, uncond, steps=max(2, math.ceil(self.settings.steps * strength)),
+        canvas = Canvas(tuple(latent.shape[2:]), self.backend.patch, init=latent, strength=strength)
+        return sample(self.backend, canvas, noise, cond, uncond, steps=max(2, math.ceil(self.settings.steps * strength)),
                       guidance=Guidance(text=self.settings.guidance),
-                      shift=self.backend.time_shift(math.prod(latent.shape[2:]) // patch**2)).to(latent)
+                      shift=self.backend.time_shift(math.prod(canvas.token_grid))).to(latent)
 
 
 def micro_batch_loss(net: nn.Module, batch, loss_seed: int, cfg: TrainConfig, rt: Runtime,

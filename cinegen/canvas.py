@@ -20,7 +20,7 @@ from cinegen.errors import UserError
 class Canvas:
     shape: tuple[int, int, int]  # latent frames T, height H, width W
     patch: int = 2
-    known: torch.Tensor | None = None  # (C, T, H, W) latent values that are given
+    known: torch.Tensor | None = None  # (C, T, H, W) latent values that are given; (B, C, T, H, W) per clip
     mask: torch.Tensor | None = None  # (T, H/p, W/p) float, 1 = known
     t_floor: float = 0.0  # noise level of known tokens (0 = exact)
     init: torch.Tensor | None = None  # (C, T, H, W) source for SDEdit-style edits
@@ -47,7 +47,7 @@ class Canvas:
                 f"mask {tuple(self.mask.shape)} != {self.token_grid}"
             )
         if self.known is not None:
-            assert tuple(self.known.shape[1:]) == self.shape, (
+            assert tuple(self.known.shape[-3:]) == self.shape, (
                 f"known {tuple(self.known.shape)} != {self.shape}"
             )
         if self.anchor is not None:

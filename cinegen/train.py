@@ -357,7 +357,8 @@ class Redrawer:
     edit of strength s would: noised to s, then denoised with the clips' captions at the model's
     sampling settings (steps scaled by s, its guidance). See TrainConfig.denoised_share."""
 
-    def __init__(self, model_dir: str, captions: list[str], strengths: tuple[float, ...], device: torch.device):
+    def __init__(self, model_dir: str, captions: list[str], strengths: tuple[float, ...], device: torch.device,
+                 head_share: float = 0.0, head_frames: int = 0):
         from cinegen.backends.native import NativeBackend
 
         self.backend = NativeBackend.load(model_dir, device, text_encoder=False)
@@ -368,6 +369,7 @@ class Redrawer:
         self.captions = encode_captions(encoder, captions).to("cpu")
         self.null_text = encoder.encode([""]).to("cpu")
         self.strengths = strengths
+        self.head_share, self.head_frames = head_share, head_frames
 
     @torch.no_grad()
     def __call__(self, latent: torch.Tensor, caption_ids: torch.Tensor, fps: float,
@@ -378,7 +380,17 @@ class Redrawer:
         cond = self.backend.make_context(self.captions[caption_ids].to(device, torch.float32), fps)
         uncond = self.backend.make_context(self.null_text.repeat(b).to(device), fps)
         noise = torch.randn(latent.shape, generator=generator).to(latent)
-        canvas = Canvas(tuple(latent.shape[2:]), self.backend.patch, init=latent, strength=strength)
+        shape = tuple(latent.shape[2:])
+        canvas = Canvas(shape, self.backend.patch, init=latent, strength=strength)
+        head_draw = torch.rand(1, generator=generator).item()
+        most = min(self.head_frames, shape[0] - 1)
+        if head_draw < self.head_share and most >= 1:
+            # The draw below head_share, rescaled to [0, 1), picks the head length: no extra draw,
+            # so the generator's stream stays the same whatever head_share is.
+            head = 1 + int(head_draw / self.head_share * most)
+            mask = torch.zeros(canvas.token_grid)
+            mask[:head] = 1.0
+            canvas = Canvas(shape, self.backend.patch, known=latent, mask=mask, init=latent, strength=strength)
         return sample(self.backend, canvas, noise, cond, uncond, steps=max(2, math.ceil(self.settings.steps * strength)),
                       guidance=Guidance(text=self.settings.guidance),
                       shift=self.backend.time_shift(math.prod(canvas.token_grid))).to(latent)
@@ -502,7 +514,8 @@ def run(cfg: TrainConfig, rt: Runtime, max_steps: int | None, minutes: float | N
         model: nn.Module = CausalVAE(model_cfg.autoencoder)
         captions = null_text = None
         if cfg.denoised_share > 0:
-            redrawer = Redrawer(cfg.init_from, list(source.captions), cfg.denoised_strength, rt.device)
+            redrawer = Redrawer(cfg.init_from, list(source.captions), cfg.denoised_strength, rt.device,
+                                cfg.denoised_head_share, cfg.denoised_head_frames)
     else:
         vae = load_autoencoder(cfg.autoencoder_from, model_cfg.autoencoder).eval().requires_grad_(False)
         model = SpacetimeDiT(model_cfg.denoiser)
@@ -727,8 +740,11 @@ def check_settings(cfg: TrainConfig, max_steps: int | None = None) -> None:
     for name in ("cooldown", "ema", "text_dropout", "condition_dropout", "canvas_share"):
         if not 0 <= getattr(cfg, name) <= 1:
             raise UserError(f"{name} {getattr(cfg, name)} is not a share between 0 and 1")
-    if not 0 <= cfg.denoised_share <= 1:
-        raise UserError(f"denoised_share {cfg.denoised_share} is not a share between 0 and 1")
+    for name in ("denoised_share", "denoised_head_share"):
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise UserError(f"{name} {getattr(cfg, name)} is not a share between 0 and 1")
+    if cfg.denoised_head_share > 0 and cfg.denoised_head_frames < 1:
+        raise UserError(f"denoised_head_frames {cfg.denoised_head_frames} must be at least 1 latent frame")
     if cfg.denoised_share > 0:
         if cfg.stage != "autoencoder" or not cfg.freeze_encoder:
             raise UserError("denoised_share needs stage 'autoencoder' with freeze_encoder = true: the denoiser "

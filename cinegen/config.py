@@ -257,12 +257,14 @@ class TrainConfig:
     # 34); these teach it how the denoiser draws: its jitter in still cells, its edges.
     denoised_share: float = 0.0
     denoised_strength: tuple[float, ...] = (0.2, 0.6)
-    # Of those batches, the share whose first 1..denoised_head_frames latent frames stay as
-    # encoded and are given to the denoiser, which redraws only the rest, as extend continues a
-    # clip from its encoded context. A decoder trained on redrawn latents alone drew the first
-    # generated frame of an extend too far from the given one (stop 35); here it sees that joint.
-    denoised_head_share: float = 0.0
-    denoised_head_frames: int = 3
+    # Of those batches, the share in which some latent frames stay as encoded and are given to the
+    # denoiser, which redraws only the rest, as the tasks that continue given frames do: the first
+    # 1..denoised_context_frames ("head": extend), the last ("tail": extend backward, the end of a
+    # loop's bridge) or both ("both": connect), drawn from denoised_context_ends. A decoder trained
+    # on whole redrawn clips drew the first frame after a given one too far from it (stop 35).
+    denoised_context_share: float = 0.0
+    denoised_context_frames: int = 3
+    denoised_context_ends: tuple[str, ...] = ("head", "tail", "both")
     cache_clips: int = 0  # denoiser stage: clips to render and encode once (0 = twice the caption pool)
     # A model directory to start a fresh run from (its VAE or its denoiser, by stage), e.g. "weights".
     init_from: str = ""

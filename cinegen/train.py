@@ -358,7 +358,7 @@ class Redrawer:
     sampling settings (steps scaled by s, its guidance). See TrainConfig.denoised_share."""
 
     def __init__(self, model_dir: str, captions: list[str], strengths: tuple[float, ...], device: torch.device,
-                 head_share: float = 0.0, head_frames: int = 0):
+                 context_share: float = 0.0, context_frames: int = 0, context_ends: tuple[str, ...] = ()):
         from cinegen.backends.native import NativeBackend
 
         self.backend = NativeBackend.load(model_dir, device, text_encoder=False)
@@ -369,7 +369,19 @@ class Redrawer:
         self.captions = encode_captions(encoder, captions).to("cpu")
         self.null_text = encoder.encode([""]).to("cpu")
         self.strengths = strengths
-        self.head_share, self.head_frames = head_share, head_frames
+        self.context_share, self.context_frames, self.context_ends = context_share, context_frames, context_ends
+
+    def given_frames(self, frames: int, generator: torch.Generator) -> list[int]:
+        """The latent frames that stay as encoded (TrainConfig.denoised_context_share), at least one
+        left to redraw: none, or 1..context_frames at the head, the tail or both ends."""
+        if torch.rand(1, generator=generator).item() >= self.context_share:
+            return []
+        ends = self.context_ends[int(torch.randint(len(self.context_ends), (1,), generator=generator))]
+        most = min(self.context_frames, (frames - 1) // (2 if ends == "both" else 1))
+        if most < 1:
+            return []
+        n = int(torch.randint(1, most + 1, (1,), generator=generator))
+        return (list(range(n)) if ends != "tail" else []) + (list(range(frames - n, frames)) if ends != "head" else [])
 
     @torch.no_grad()
     def __call__(self, latent: torch.Tensor, caption_ids: torch.Tensor, fps: float,
@@ -381,16 +393,13 @@ class Redrawer:
         uncond = self.backend.make_context(self.null_text.repeat(b).to(device), fps)
         noise = torch.randn(latent.shape, generator=generator).to(latent)
         shape = tuple(latent.shape[2:])
-        canvas = Canvas(shape, self.backend.patch, init=latent, strength=strength)
-        head_draw = torch.rand(1, generator=generator).item()
-        most = min(self.head_frames, shape[0] - 1)
-        if head_draw < self.head_share and most >= 1:
-            # The draw below head_share, rescaled to [0, 1), picks the head length: no extra draw,
-            # so the generator's stream stays the same whatever head_share is.
-            head = 1 + int(head_draw / self.head_share * most)
-            mask = torch.zeros(canvas.token_grid)
-            mask[:head] = 1.0
-            canvas = Canvas(shape, self.backend.patch, known=latent, mask=mask, init=latent, strength=strength)
+        given = self.given_frames(shape[0], generator)
+        mask = None
+        if given:
+            mask = torch.zeros(shape[0], shape[1] // self.backend.patch, shape[2] // self.backend.patch)
+            mask[given] = 1.0
+        canvas = Canvas(shape, self.backend.patch, known=latent if given else None, mask=mask, init=latent,
+                        strength=strength)
         return sample(self.backend, canvas, noise, cond, uncond, steps=max(2, math.ceil(self.settings.steps * strength)),
                       guidance=Guidance(text=self.settings.guidance),
                       shift=self.backend.time_shift(math.prod(canvas.token_grid))).to(latent)
@@ -515,7 +524,7 @@ def run(cfg: TrainConfig, rt: Runtime, max_steps: int | None, minutes: float | N
         captions = null_text = None
         if cfg.denoised_share > 0:
             redrawer = Redrawer(cfg.init_from, list(source.captions), cfg.denoised_strength, rt.device,
-                                cfg.denoised_head_share, cfg.denoised_head_frames)
+                                cfg.denoised_context_share, cfg.denoised_context_frames, cfg.denoised_context_ends)
     else:
         vae = load_autoencoder(cfg.autoencoder_from, model_cfg.autoencoder).eval().requires_grad_(False)
         model = SpacetimeDiT(model_cfg.denoiser)
@@ -740,11 +749,15 @@ def check_settings(cfg: TrainConfig, max_steps: int | None = None) -> None:
     for name in ("cooldown", "ema", "text_dropout", "condition_dropout", "canvas_share"):
         if not 0 <= getattr(cfg, name) <= 1:
             raise UserError(f"{name} {getattr(cfg, name)} is not a share between 0 and 1")
-    for name in ("denoised_share", "denoised_head_share"):
+    for name in ("denoised_share", "denoised_context_share"):
         if not 0 <= getattr(cfg, name) <= 1:
             raise UserError(f"{name} {getattr(cfg, name)} is not a share between 0 and 1")
-    if cfg.denoised_head_share > 0 and cfg.denoised_head_frames < 1:
-        raise UserError(f"denoised_head_frames {cfg.denoised_head_frames} must be at least 1 latent frame")
+    if cfg.denoised_context_share > 0:
+        if cfg.denoised_context_frames < 1:
+            raise UserError(f"denoised_context_frames {cfg.denoised_context_frames} must be at least 1 latent frame")
+        ends = list(cfg.denoised_context_ends)
+        if not ends or not set(ends) <= {"head", "tail", "both"}:
+            raise UserError(f"denoised_context_ends {ends} must be a non-empty list of 'head', 'tail' and 'both'")
     if cfg.denoised_share > 0:
         if cfg.stage != "autoencoder" or not cfg.freeze_encoder:
             raise UserError("denoised_share needs stage 'autoencoder' with freeze_encoder = true: the denoiser "

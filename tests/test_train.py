@@ -242,11 +242,16 @@ def test_redrawn_latents_are_the_denoisers_edit_of_them(tiny_model_dir):
     assert (low - latent).abs().mean() < 0.5 * (full - latent).abs().mean()
     torch.testing.assert_close(redrawn(0.05), low)
     assert not torch.equal(redrawn(0.05, seed=1), low)
-    # With a head given, as extend gives its context, the head comes back as encoded and the rest is redrawn.
-    headed = Redrawer(str(tiny_model_dir), captions, (1.0, 1.0), torch.device("cpu"), head_share=1.0, head_frames=1)
-    redrawn_after_head = headed(latent, ids, 8.0, torch.Generator().manual_seed(0))
-    torch.testing.assert_close(redrawn_after_head[:, :, :1], latent[:, :, :1], rtol=0, atol=0)
-    assert (redrawn_after_head[:, :, 1:] - latent[:, :, 1:]).abs().mean() > 0.1
+    # With given ends, as extend and connect give their context, those frames come back as encoded
+    # and the rest is redrawn.
+    three = torch.randn(2, latent.shape[1], 3, 4, 4)
+    for ends, kept in (("head", [0]), ("tail", [2]), ("both", [0, 2])):
+        redrawer = Redrawer(str(tiny_model_dir), captions, (1.0, 1.0), torch.device("cpu"), context_share=1.0,
+                            context_frames=1, context_ends=(ends,))
+        out = redrawer(three, ids, 8.0, torch.Generator().manual_seed(0))
+        torch.testing.assert_close(out[:, :, kept], three[:, :, kept], rtol=0, atol=0)
+        assert (out[:, :, 1] - three[:, :, 1]).abs().mean() > 0.1
+        assert redrawer.given_frames(3, torch.Generator().manual_seed(1)) == kept
 
 
 def test_a_decoder_trains_on_redrawn_latents_with_the_encoder_kept(vae_run, tmp_path):
@@ -836,8 +841,10 @@ def test_train_only_needs_a_model_with_those_parts(tmp_path, settings, message):
     ({"data": dataclasses.replace(TINY_DATA, fps=(0.0,))}, r"data fps \[0.0\] must be frame rates above 0"),
     ({"data": dataclasses.replace(TINY_DATA, caption_pool=0)}, "data caption_pool 0 must be at least 1"),
     ({"denoised_share": 1.5}, "denoised_share 1.5 is not a share between 0 and 1"),
-    ({"denoised_head_share": -0.5}, "denoised_head_share -0.5 is not a share between 0 and 1"),
-    ({"denoised_head_share": 0.5, "denoised_head_frames": 0}, "denoised_head_frames 0 must be at least 1"),
+    ({"denoised_context_share": -0.5}, "denoised_context_share -0.5 is not a share between 0 and 1"),
+    ({"denoised_context_share": 0.5, "denoised_context_frames": 0}, "denoised_context_frames 0 must be at least 1"),
+    ({"denoised_context_share": 0.5, "denoised_context_ends": ("middle",)},
+     r"denoised_context_ends \['middle'\] must be a non-empty list of 'head', 'tail' and 'both'"),
     ({"denoised_share": 0.5}, "denoised_share needs stage 'autoencoder' with freeze_encoder = true"),
     ({"denoised_share": 0.5, "freeze_encoder": True, "init_from": "runs/none"},
      "init_from 'runs/none' is not one"),

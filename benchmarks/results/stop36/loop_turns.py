@@ -7,7 +7,6 @@ keeps the second): the latents are sampled once per caption by the pipeline (see
 import json
 import sys
 
-import numpy as np
 import torch
 
 import cinegen.pipeline as pipeline

@@ -374,13 +374,17 @@ class Redrawer:
     def given_frames(self, frames: int, generator: torch.Generator) -> list[int]:
         """The latent frames that stay as encoded (TrainConfig.denoised_context_share), at least one
         left to redraw: none, or 1..context_frames at the head, the tail or both ends."""
-        if torch.rand(1, generator=generator).item() >= self.context_share:
+        # One uniform draw decides all three (whether, which ends, how many), so the generator's
+        # stream is the same whatever the settings; with one kind of end, n = 1 + ⌊u / share · most⌋.
+        u = torch.rand(1, generator=generator).item()
+        if u >= self.context_share:
             return []
-        ends = self.context_ends[int(torch.randint(len(self.context_ends), (1,), generator=generator))]
+        kind = u / self.context_share * len(self.context_ends)
+        ends = self.context_ends[int(kind)]
         most = min(self.context_frames, (frames - 1) // (2 if ends == "both" else 1))
         if most < 1:
             return []
-        n = int(torch.randint(1, most + 1, (1,), generator=generator))
+        n = 1 + int((kind - int(kind)) * most)
         return (list(range(n)) if ends != "tail" else []) + (list(range(frames - n, frames)) if ends != "head" else [])
 
     @torch.no_grad()

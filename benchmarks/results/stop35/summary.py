@@ -23,7 +23,7 @@ SHIPPED = {  # the stop 31 gate rows (the weights shipped before stop 35), its l
 
 
 def battery(folder: Path) -> dict:
-    return {"tasks": [folder / "extend.jsonl", folder / "loops.jsonl"],
+    return {"tasks": [folder / "extend.jsonl", folder / "loops.jsonl", folder / "mask_edit.jsonl"],  # stop 36 ran mask_edit alone
             "i2v": [folder / f"i2v_s{s}.jsonl" for s in range(4)],
             "long": [folder / "long_s0.jsonl", folder / "long_s1.jsonl"],
             "draft": [folder / "draft.jsonl"], "story": [folder / "story.jsonl"], "events": [folder / "events.jsonl"]}

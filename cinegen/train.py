@@ -44,7 +44,7 @@ from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
-from cinegen.canvas import Canvas, random_training_mask
+from cinegen.canvas import Canvas, keep_frames, random_training_mask
 from cinegen.config import MODEL_PRESETS, ModelConfig, TrainConfig
 from cinegen.data import (
     LatentCache,
@@ -398,12 +398,8 @@ class Redrawer:
         noise = torch.randn(latent.shape, generator=generator).to(latent)
         shape = tuple(latent.shape[2:])
         given = self.given_frames(shape[0], generator)
-        mask = None
-        if given:
-            mask = torch.zeros(shape[0], shape[1] // self.backend.patch, shape[2] // self.backend.patch)
-            mask[given] = 1.0
-        canvas = Canvas(shape, self.backend.patch, known=latent if given else None, mask=mask, init=latent,
-                        strength=strength)
+        canvas = keep_frames(shape, latent, given, self.backend.patch) if given else Canvas(shape, self.backend.patch)
+        canvas = dataclasses.replace(canvas, init=latent, strength=strength)
         return sample(self.backend, canvas, noise, cond, uncond, steps=max(2, math.ceil(self.settings.steps * strength)),
                       guidance=Guidance(text=self.settings.guidance),
                       shift=self.backend.time_shift(math.prod(canvas.token_grid))).to(latent)
